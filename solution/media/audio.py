@@ -1,0 +1,111 @@
+"""Load audio as float32 mono at 16 kHz: decord first, PyAV as the fallback; and the contest's rule for which
+sound a task uses (its audio file, else the video's own sound track).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# av must be imported before decord (see solution/media/video.py).
+import av
+import decord
+import numpy as np
+
+from solution.errors import MediaError
+
+SAMPLE_RATE = 16000
+
+
+class NoAudioStream(MediaError):
+    """The media file is readable but carries no audio stream."""
+
+
+def _describe(error: Exception) -> str:
+    """The error's type and first message line (decord appends a C++ stack trace)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+def _decode_decord(path: Path) -> np.ndarray:
+    """The whole audio stream, downmixed to mono and resampled by decord's FFmpeg."""
+    reader = decord.AudioReader(str(path), sample_rate=SAMPLE_RATE, mono=True)
+    return reader[:].asnumpy()[0]
+
+
+def _decode_pyav(path: Path, max_samples: int | None) -> np.ndarray:
+    """The audio stream, downmixed to mono and resampled by PyAV; stops once `max_samples` are decoded."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise NoAudioStream(f"{path}: no audio stream")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        chunks, count = [], 0
+        for frame in container.decode(container.streams.audio[0]):
+            chunks += [out.to_ndarray()[0] for out in resampler.resample(frame)]
+            count += len(chunks[-1]) if chunks else 0
+            if max_samples is not None and count >= max_samples:
+                break
+        else:
+            chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def _has_audio_stream(path: Path) -> bool:
+    """Whether the file's header lists an audio stream; False when the file cannot be opened at all."""
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams.audio)
+    except av.FFmpegError:
+        return True  # unreadable: let the decoders report why
+
+
+def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray:
+    """Float32 mono waveform at SAMPLE_RATE, in [-1, 1], at most `max_seconds` long.
+
+    Raises NoAudioStream for a file without sound and MediaError for a missing or unreadable one.
+    """
+    path = Path(path)
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    if not path.is_file():
+        raise MediaError(f"{path}: audio file not found")
+    if not _has_audio_stream(path):
+        raise NoAudioStream(f"{path}: no audio stream (expected a file with a sound track)")
+    max_samples = None if max_seconds is None else round(max_seconds * SAMPLE_RATE)
+    try:
+        wave = _decode_decord(path)
+    except Exception as decord_error:  # decord raises DECORDError or RuntimeError on bad files
+        try:
+            wave = _decode_pyav(path, max_samples)
+        except Exception as error:
+            raise MediaError(
+                f"{path}: cannot decode audio (decord: {_describe(decord_error)}; PyAV: {_describe(error)})"
+            ) from error
+    if wave.size == 0:
+        raise MediaError(f"{path}: the audio stream decoded to no samples")
+    # FFmpeg's downmix adds channels at -3 dB, so loud correlated stereo can exceed 1 (ffmpeg -ac 1 clips too).
+    return np.clip(wave[:max_samples], -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def task_audio(
+    audio_path: Path | None, video_path: Path | None, max_seconds: float | None = None
+) -> tuple[np.ndarray | None, str]:
+    """The sound a task uses, and where it came from: "audio file", "video track" or "none: <reason>".
+
+    The task's audio file comes first; without one (the record's audio is ""), or when it cannot be read, the
+    video's own sound track is used, and the description says why.
+    """
+    problem = ""
+    if audio_path is not None:
+        try:
+            return load_audio(audio_path, max_seconds), "audio file"
+        except MediaError as error:
+            problem = f"audio file unreadable: {error}"
+    if video_path is None:
+        return None, f"none: {problem or 'no audio file and no video'}"
+    try:
+        wave = load_audio(video_path, max_seconds)
+    except NoAudioStream:
+        return None, f"none: {problem + '; ' if problem else ''}the video has no sound track"
+    except MediaError as error:
+        return None, f"none: {problem + '; ' if problem else ''}video sound track unreadable: {error}"
+    return wave, f"video track ({problem})" if problem else "video track"
