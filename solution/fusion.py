@@ -1,0 +1,261 @@
+"""Tri-modal fusion between the encoders and the LLM.
+
+Each modality arrives as a `Stream` of tokens (video frames, audio windows, subtitle/question text). The fusion
+projects every stream to a common width, adds a learned modality-type embedding and, for timed streams, a shared
+sinusoidal encoding of the token's time in seconds (so a video token and an audio token of the same second carry the
+same time signal). Then either
+
+- `TriModalCoAttention`: `depth` layers where every stream attends to itself and to the other two streams, or
+- `ConcatFusion`: no cross-modal interaction (VideoLLaMA2-AV style), each stream passed through on its own.
+
+`Projector` maps the fused tokens to the LLM's hidden size. A modality may be absent from the dict or have N == 0
+tokens; masked (padding) positions never influence real ones.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class Stream:
+    """The tokens of one modality for a batch."""
+
+    tokens: Tensor  # (B, N, D_in)
+    times: Tensor | None  # (B, N) seconds, None for text
+    mask: Tensor  # (B, N) bool, True = real token
+
+
+def sinusoidal_time_encoding(
+    times: Tensor, dim: int, min_period: float = 0.1, max_period: float = 1000.0
+) -> Tensor:
+    """Encode times in seconds as (B, N, dim) sines and cosines of periods geometric from min to max_period."""
+    if dim % 2 != 0:
+        raise ValueError(f"time encoding dim must be even, got {dim}")
+    half = dim // 2
+    exponents = torch.arange(half, device=times.device, dtype=torch.float32) / max(half - 1, 1)  # (dim/2,)
+    periods = min_period * (max_period / min_period) ** exponents  # (dim/2,) seconds
+    angles = times.float()[..., None] * (2 * math.pi / periods)  # (B, N, dim/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (B, N, dim)
+
+
+class StreamEmbedding(nn.Module):
+    """Per-modality input projection + learned modality-type embedding + shared time encoding."""
+
+    def __init__(self, input_dims: dict[str, int], dim: int):
+        super().__init__()
+        if dim % 2 != 0:
+            raise ValueError(f"fusion dim must be even (time encoding), got {dim}")
+        self.input_dims = dict(input_dims)
+        self.dim = dim
+        self.proj = nn.ModuleDict({m: nn.Linear(d, dim) for m, d in input_dims.items()})
+        self.type_embedding = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(dim)) for m in input_dims})
+
+    def forward(self, streams: dict[str, Stream]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Return the embedded tokens {m: (B, N, dim)} and boolean masks {m: (B, N)} of the given streams."""
+        check_streams(streams, self.input_dims)
+        x, masks = {}, {}
+        for m, s in streams.items():
+            h = self.proj[m](s.tokens) + self.type_embedding[m]  # (B, N, dim)
+            if s.times is not None:
+                h = h + sinusoidal_time_encoding(s.times, self.dim).to(h.dtype)  # (B, N, dim)
+            x[m] = h
+            masks[m] = s.mask.bool()
+        return x, masks
+
+
+def check_streams(streams: dict[str, Stream], input_dims: dict[str, int]) -> None:
+    """Raise ValueError on an unknown modality or on shapes that do not agree."""
+    if not streams:
+        raise ValueError("fusion needs at least one stream, got none")
+    batch_sizes = set()
+    for m, s in streams.items():
+        if m not in input_dims:
+            raise ValueError(f"unknown modality {m!r}; this fusion was built for {sorted(input_dims)}")
+        B, N, width = s.tokens.shape
+        if width != input_dims[m]:
+            raise ValueError(f"{m} tokens have width {width}, expected {input_dims[m]}")
+        if tuple(s.mask.shape) != (B, N):
+            raise ValueError(f"{m} mask has shape {tuple(s.mask.shape)}, expected {(B, N)}")
+        if s.times is not None and tuple(s.times.shape) != (B, N):
+            raise ValueError(f"{m} times have shape {tuple(s.times.shape)}, expected {(B, N)}")
+        batch_sizes.add(B)
+    if len(batch_sizes) != 1:
+        raise ValueError(f"streams have different batch sizes {sorted(batch_sizes)}")
+
+
+class Attention(nn.Module):
+    """Multi-head attention of x (B, L, D) over context (B, M, D).
+
+    `mask` is (B, L, M) or (B, 1, M) bool, True = may attend; callers guarantee each row has a True entry.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads != 0:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.dropout = dropout
+        self.query = nn.Linear(dim, dim)
+        self.key_value = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        B, L, D = x.shape
+        M = context.shape[1]
+        assert context.shape[-1] == D and mask.shape[-1] == M
+        q = self.query(x).view(B, L, self.heads, D // self.heads).transpose(1, 2)  # (B, h, L, d)
+        kv = self.key_value(context).view(B, M, 2, self.heads, D // self.heads)  # (B, M, 2, h, d)
+        k, v = kv.permute(2, 0, 3, 1, 4)  # (B, h, M, d) each
+        dropout_p = self.dropout if self.training else 0.0
+        mask = mask[:, None]  # (B, 1, L or 1, M), broadcast over heads
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, h, L, d)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.fc = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class CoAttentionBlock(nn.Module):
+    """One modality's layer: self-attention, cross-attention to the other streams (+ a null token), MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+        super().__init__()
+        self.self_attn_ln = nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, heads, dropout)
+        self.cross_attn_ln = nn.LayerNorm(dim)
+        self.context_ln = nn.LayerNorm(dim)
+        self.null = nn.Parameter(0.02 * torch.randn(dim))  # always-valid context token
+        self.cross_attn = Attention(dim, heads, dropout)
+        self.mlp_ln = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_ratio, dropout)
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
+        """x (B, N, D) with mask (B, N); context (B, M, D) with context_mask (B, M); M may be 0."""
+        B, N, D = x.shape
+        # self-attention over real tokens; each position also sees itself so padding rows stay finite
+        eye = torch.eye(N, dtype=torch.bool, device=x.device)  # (N, N)
+        self_mask = mask[:, None, :] | eye  # (B, N, N)
+        h = self.self_attn_ln(x)
+        x = x + self.resid_dropout(self.self_attn(h, h, self_mask))  # (B, N, D)
+
+        null = self.null.expand(B, 1, D)  # (B, 1, D)
+        context = torch.cat([null, self.context_ln(context)], dim=1)  # (B, 1 + M, D)
+        valid = torch.ones(B, 1, dtype=torch.bool, device=x.device)
+        context_mask = torch.cat([valid, context_mask], dim=1)[:, None, :]  # (B, 1, 1 + M)
+        x = x + self.resid_dropout(self.cross_attn(self.cross_attn_ln(x), context, context_mask))  # (B, N, D)
+
+        x = x + self.mlp(self.mlp_ln(x))  # (B, N, D)
+        return x
+
+
+class TriModalCoAttention(nn.Module):
+    """Streams attend within themselves and to the concatenation of the others, `depth` times, simultaneously."""
+
+    def __init__(
+        self,
+        input_dims: dict[str, int],
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.modalities = list(input_dims)
+        self.dim = dim
+        self.embed = StreamEmbedding(input_dims, dim)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({m: CoAttentionBlock(dim, heads, mlp_ratio, dropout) for m in self.modalities})
+            for _ in range(depth)
+        )
+        self.ln_post = nn.ModuleDict({m: nn.LayerNorm(dim) for m in self.modalities})
+
+    def forward(self, streams: dict[str, Stream]) -> dict[str, Tensor]:
+        """Return the fused tokens {m: (B, N, dim)} of every stream given (padding positions hold junk)."""
+        x, masks = self.embed(streams)
+        for layer in self.layers:
+            new = {}
+            for m in x:
+                if x[m].shape[1] == 0:
+                    new[m] = x[m]
+                    continue
+                others = [o for o in x if o != m]  # the empty slice keeps M == 0 working with no other stream
+                context = torch.cat([x[m][:, :0]] + [x[o] for o in others], dim=1)  # (B, M, dim)
+                context_mask = torch.cat([masks[m][:, :0]] + [masks[o] for o in others], dim=1)  # (B, M)
+                new[m] = layer[m](x[m], masks[m], context, context_mask)  # (B, N, dim)
+            x = new  # all streams read the previous layer's states
+        return {m: self.ln_post[m](h) for m, h in x.items()}
+
+
+class ConcatFusion(nn.Module):
+    """No cross-modal interaction: embedded streams passed through, each with `depth` residual MLP blocks.
+
+    Same constructor as TriModalCoAttention so the registry can swap them; `heads` is unused.
+    """
+
+    def __init__(
+        self,
+        input_dims: dict[str, int],
+        dim: int,
+        depth: int = 1,
+        heads: int = 1,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.modalities = list(input_dims)
+        self.dim = dim
+        self.embed = StreamEmbedding(input_dims, dim)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(
+                {m: nn.Sequential(nn.LayerNorm(dim), MLP(dim, mlp_ratio, dropout)) for m in self.modalities}
+            )
+            for _ in range(depth)
+        )
+        self.ln_post = nn.ModuleDict({m: nn.LayerNorm(dim) for m in self.modalities})
+
+    def forward(self, streams: dict[str, Stream]) -> dict[str, Tensor]:
+        """Return the tokens {m: (B, N, dim)} of every stream given."""
+        x, _ = self.embed(streams)
+        for layer in self.layers:
+            x = {m: h + layer[m](h) for m, h in x.items()}  # (B, N, dim)
+        return {m: self.ln_post[m](h) for m, h in x.items()}
+
+
+class Projector(nn.Module):
+    """2-layer GELU MLP from the fusion width to the LLM hidden size; last layer zero-initialised by default."""
+
+    def __init__(self, dim: int, hidden_size: int, zero_init: bool = True):
+        super().__init__()
+        self.fc = nn.Linear(dim, hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+        if zero_init:  # an untrained fusion injects zero vectors rather than noise
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(F.gelu(self.fc(x)))  # (..., hidden_size)
+
+
+FUSIONS = {"coattn": TriModalCoAttention, "concat": ConcatFusion}
+
+
+def build_fusion(mode: str, **kwargs) -> nn.Module:
+    """Build the fusion registered under `mode` with the given constructor arguments."""
+    if mode not in FUSIONS:
+        raise ValueError(f"unknown fusion mode {mode!r}; valid modes: {', '.join(sorted(FUSIONS))}")
+    return FUSIONS[mode](**kwargs)

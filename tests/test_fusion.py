@@ -1,0 +1,156 @@
+"""Tests of solution/fusion.py: shapes with missing modalities, masking, gradients, time encoding, registry."""
+
+import pytest
+import torch
+
+from solution.fusion import (
+    FUSIONS,
+    ConcatFusion,
+    Projector,
+    Stream,
+    TriModalCoAttention,
+    build_fusion,
+    sinusoidal_time_encoding,
+)
+
+INPUT_DIMS = {"video": 12, "audio": 10, "text": 8}
+DIM = 16
+
+
+def make_fusion(mode: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_fusion(mode, input_dims=INPUT_DIMS, dim=DIM, depth=2, heads=4).eval()
+
+
+def make_stream(modality: str, B: int, N: int, seed: int = 0) -> Stream:
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(B, N, INPUT_DIMS[modality], generator=g)
+    times = None if modality == "text" else torch.arange(N, dtype=torch.float32).repeat(B, 1) * 0.5
+    return Stream(tokens=tokens, times=times, mask=torch.ones(B, N, dtype=torch.bool))
+
+
+def make_streams(B: int = 2, lengths: dict[str, int] | None = None) -> dict[str, Stream]:
+    lengths = lengths or {"video": 5, "audio": 7, "text": 4}
+    return {m: make_stream(m, B, n, seed=i) for i, (m, n) in enumerate(lengths.items())}
+
+
+@pytest.mark.parametrize("mode", ["coattn", "concat"])
+@pytest.mark.parametrize(
+    "lengths",
+    [
+        {"video": 5, "audio": 7, "text": 4},  # all three
+        {"video": 5, "text": 4},  # audio missing
+        {"audio": 7, "text": 4},  # video missing
+        {"video": 5},  # one modality
+        {"video": 5, "audio": 0, "text": 4},  # empty audio stream
+        {"video": 0, "audio": 0, "text": 3},  # only text has tokens
+    ],
+)
+def test_shapes_and_finite(mode, lengths):
+    fusion = make_fusion(mode)
+    out = fusion(make_streams(B=2, lengths=lengths))
+    assert set(out) == set(lengths)
+    for m, n in lengths.items():
+        assert out[m].shape == (2, n, DIM)
+        assert torch.isfinite(out[m]).all()
+
+
+@pytest.mark.parametrize("mode", ["coattn", "concat"])
+def test_sample_with_fully_masked_modality_is_finite(mode):
+    streams = make_streams(B=2)
+    streams["audio"].mask[1] = False  # sample 1 has no audio (padded to the batch's length)
+    streams["video"].mask[0] = False  # sample 0 has no video
+    out = make_fusion(mode)(streams)
+    assert all(torch.isfinite(h).all() for h in out.values())
+
+
+@pytest.mark.parametrize("mode", ["coattn", "concat"])
+def test_padding_does_not_change_real_outputs(mode):
+    fusion = make_fusion(mode)
+    lengths = {"video": 3, "audio": 4, "text": 2}
+    alone = make_streams(B=1, lengths=lengths)
+    expected = fusion(alone)
+
+    # batch element 0 = the same sample padded with junk; element 1 = another full-length sample
+    padded_lengths = {"video": 6, "audio": 9, "text": 5}
+    batch = make_streams(B=2, lengths=padded_lengths)
+    for m, n in lengths.items():
+        s = batch[m]
+        s.tokens[0, n:] = 1e3 * torch.randn_like(s.tokens[0, n:])  # junk
+        s.tokens[0, :n] = alone[m].tokens[0]
+        s.mask[0, n:] = False
+        if s.times is not None:
+            s.times[0, :n] = alone[m].times[0]
+            s.times[0, n:] = 123.0
+    got = fusion(batch)
+    for m, n in lengths.items():
+        torch.testing.assert_close(got[m][0, :n], expected[m][0], atol=1e-5, rtol=1e-5)
+
+
+def test_coattn_mixes_modalities_and_concat_does_not():
+    streams = make_streams(B=1)
+    changed = make_streams(B=1)
+    changed["audio"].tokens = changed["audio"].tokens + 1.0
+    for mode, mixes in [("coattn", True), ("concat", False)]:
+        fusion = make_fusion(mode)
+        video_before, video_after = fusion(streams)["video"], fusion(changed)["video"]
+        assert (not torch.allclose(video_before, video_after)) == mixes
+
+
+@pytest.mark.parametrize("mode", ["coattn", "concat"])
+def test_gradients_reach_every_parameter(mode):
+    fusion = make_fusion(mode).train()
+    out = fusion(make_streams(B=2))
+    loss = sum((h * torch.randn_like(h)).sum() for h in out.values())
+    loss.backward()
+    missing = [name for name, p in fusion.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_time_encoding_is_shared_across_modalities():
+    times = torch.tensor([[0.0, 0.5, 1.0, 7.25]])
+    video = sinusoidal_time_encoding(times, 16)
+    audio = sinusoidal_time_encoding(times.clone(), 16)
+    assert video.shape == (1, 4, 16)
+    torch.testing.assert_close(video, audio, rtol=0, atol=0)
+    assert not torch.allclose(video[0, 0], video[0, 1])  # distinct times are distinguishable
+    with pytest.raises(ValueError, match="even"):
+        sinusoidal_time_encoding(times, 15)
+
+
+def test_same_second_video_and_audio_tokens_get_the_same_time_signal():
+    fusion = make_fusion("concat")
+    embed = fusion.embed
+    streams = {"video": make_stream("video", 1, 3), "audio": make_stream("audio", 1, 3)}
+    x, _ = embed(streams)
+    # remove the projection and type embedding: what remains is the time encoding
+    for m in ("video", "audio"):
+        x[m] = x[m] - embed.proj[m](streams[m].tokens) - embed.type_embedding[m]
+    torch.testing.assert_close(x["video"], x["audio"], atol=1e-6, rtol=0)
+
+
+def test_projector_zero_init_outputs_zeros():
+    projector = Projector(DIM, 24)
+    y = projector(torch.randn(2, 5, DIM))
+    assert y.shape == (2, 5, 24)
+    assert torch.count_nonzero(y) == 0
+    assert torch.count_nonzero(Projector(DIM, 24, zero_init=False)(torch.randn(2, 5, DIM))) > 0
+
+
+def test_registry():
+    assert FUSIONS["coattn"] is TriModalCoAttention and FUSIONS["concat"] is ConcatFusion
+    with pytest.raises(ValueError, match="coattn, concat") as err:
+        build_fusion("perceiver", input_dims=INPUT_DIMS, dim=DIM, depth=1, heads=2)
+    assert "perceiver" in str(err.value)
+
+
+def test_bad_inputs_raise():
+    fusion = make_fusion("coattn")
+    with pytest.raises(ValueError, match="unknown modality"):
+        fusion({"depth": make_stream("video", 1, 2)})
+    bad = make_streams(B=1)
+    bad["video"].tokens = torch.randn(1, 5, 11)
+    with pytest.raises(ValueError, match="width 11, expected 12"):
+        fusion(bad)
+    with pytest.raises(ValueError, match="batch sizes"):
+        fusion({"video": make_stream("video", 1, 2), "audio": make_stream("audio", 2, 2)})
