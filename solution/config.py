@@ -1,0 +1,337 @@
+"""Configuration: one dataclass per component, YAML presets, command-line overrides.
+
+A config is built from a named preset (`solution/presets/<name>.yaml`), a YAML file, or a trained checkpoint
+folder (its `config.yaml`), then `--set section.field=value` overrides are applied. Every field is documented
+where it is declared; cross-field checks live in `__post_init__` and name the field they reject.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import KIT_ROOT
+from .errors import ConfigError
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+CHECKPOINT_CONFIG = "config.yaml"
+
+
+def _check(condition: bool, name: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{name}: {message}")
+
+
+def _one_of(value: str, name: str, allowed: tuple[str, ...]) -> None:
+    _check(value in allowed, name, f"expected one of {', '.join(allowed)}, got {value!r}")
+
+
+@dataclass
+class MediaConfig:
+    num_frames: int = 8
+    """Frames sampled uniformly (segment centres) from each video."""
+    max_side: int = 448
+    """Frames are downscaled while decoding so that their longer side is at most this many pixels."""
+    max_audio_seconds: float = 60.0
+    """Audio beyond this many seconds is not processed."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_frames >= 1, "media.num_frames", "must be >= 1")
+        _check(self.max_side >= 32, "media.max_side", "must be >= 32")
+        _check(self.max_audio_seconds > 0, "media.max_audio_seconds", "must be > 0")
+
+
+VISION_TOWERS = ("tiny", "efficientnet_lite0", "clip")
+
+
+@dataclass
+class VisionConfig:
+    tower: str = "tiny"
+    """Registry name of the vision tower: tiny (random init), efficientnet_lite0, clip (CLIP/SigLIP folder)."""
+    path: str = ""
+    """Weights folder of the tower (relative paths are resolved against the kit root)."""
+    image_size: int = 224
+    """Side of the square crop fed to the tower."""
+    spatial_tokens: int = 1
+    """Tokens per frame after spatial average pooling: a square number (1, 4, 9, ...)."""
+    temporal_stride: int = 1
+    """Consecutive frames averaged into one video token group (1 = one group per frame)."""
+    num_tags: int = 5
+    """Zero-shot visual tags (labels that best match the frames) added to the text context; 0 disables."""
+    hidden_size: int = 32
+    """Feature width of the tiny tower (ignored by pretrained towers)."""
+
+    def __post_init__(self) -> None:
+        _one_of(self.tower, "vision.tower", VISION_TOWERS)
+        side = round(self.spatial_tokens**0.5)
+        _check(side * side == self.spatial_tokens, "vision.spatial_tokens", "must be a square number")
+        _check(self.temporal_stride >= 1, "vision.temporal_stride", "must be >= 1")
+        _check(self.num_tags >= 0, "vision.num_tags", "must be >= 0")
+
+
+AUDIO_ENCODERS = ("none", "tiny", "whisper")
+
+
+@dataclass
+class AudioConfig:
+    encoder: str = "tiny"
+    """Registry name: none, tiny (random-init Whisper encoder), whisper (a transformers Whisper folder)."""
+    path: str = ""
+    """Weights folder of the Whisper model (encoder for audio tokens, decoder for the transcript)."""
+    tokens_per_second: float = 2.0
+    """Encoder frames (50 per second for Whisper) are average-pooled to this many tokens per second."""
+    max_tokens: int = 64
+    """Upper bound on audio tokens per task; longer audio is pooled harder."""
+    transcribe: bool = False
+    """Add the speech transcript to the text context (needs a real Whisper decoder)."""
+    transcript_max_tokens: int = 96
+    """Longest transcript generated per 30-second window."""
+    hidden_size: int = 32
+    """Width of the tiny encoder (ignored by real weights)."""
+
+    def __post_init__(self) -> None:
+        _one_of(self.encoder, "audio.encoder", AUDIO_ENCODERS)
+        _check(0 < self.tokens_per_second <= 50, "audio.tokens_per_second", "must be in (0, 50]")
+        _check(50 % self.tokens_per_second == 0, "audio.tokens_per_second", "must divide 50 (Whisper frames/s)")
+        _check(self.max_tokens >= 1, "audio.max_tokens", "must be >= 1")
+        _check(not (self.transcribe and self.encoder == "tiny"), "audio.transcribe",
+               "the tiny encoder has no trained decoder; set audio.transcribe=false")
+
+
+FUSION_MODES = ("coattn", "concat")
+
+
+@dataclass
+class FusionConfig:
+    mode: str = "coattn"
+    """coattn: tri-modal co-attention (each stream attends to itself and the other two); concat: no interaction."""
+    dim: int = 256
+    """Width of the fusion layers."""
+    depth: int = 2
+    """Number of co-attention layers."""
+    heads: int = 4
+    """Attention heads; must divide dim."""
+    mlp_ratio: float = 4.0
+    """Hidden width of each layer's MLP relative to dim."""
+    dropout: float = 0.0
+    """Dropout inside fusion layers (training only)."""
+    max_text_tokens: int = 128
+    """Text tokens (question, options, transcript) fed to the fusion's text stream."""
+    weights: str = ""
+    """Trained fusion + projector weights (safetensors, from train_lora.py); empty = freshly initialised."""
+
+    def __post_init__(self) -> None:
+        _one_of(self.mode, "fusion.mode", FUSION_MODES)
+        _check(self.depth >= 0, "fusion.depth", "must be >= 0")
+        _check(self.heads >= 1 and self.dim % self.heads == 0, "fusion.heads", f"must divide fusion.dim={self.dim}")
+
+
+LLM_KINDS = ("tiny", "hf")
+
+
+@dataclass
+class LLMConfig:
+    kind: str = "tiny"
+    """tiny: random-init Llama with a byte-level tokenizer (tests); hf: a transformers causal-LM folder."""
+    path: str = ""
+    """Weights folder for kind=hf (relative paths are resolved against the kit root)."""
+    dtype: str = "float32"
+    """Weights dtype: float32, bfloat16 or float16."""
+    adapter: str = ""
+    """PEFT LoRA adapter folder to load (train_lora.py output); empty = base model."""
+    lora_r: int = 16
+    """LoRA rank used when training."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA branch while training."""
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names that receive LoRA adapters."""
+    hidden_size: int = 64
+    """Tiny LLM only: hidden width."""
+    num_layers: int = 2
+    """Tiny LLM only: decoder layers."""
+
+    def __post_init__(self) -> None:
+        _one_of(self.kind, "llm.kind", LLM_KINDS)
+        _one_of(self.dtype, "llm.dtype", ("float32", "bfloat16", "float16"))
+        _check(self.kind != "hf" or bool(self.path), "llm.path", "required when llm.kind=hf")
+        _check(self.lora_r >= 1, "llm.lora_r", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 48
+    """Caption length cap; contest METEOR rewards one or two detailed sentences, not 2048 tokens."""
+    num_beams: int = 1
+    """1 = greedy decoding."""
+    no_repeat_ngram_size: int = 3
+    """Forbid repeating any n-gram of this size (0 disables)."""
+    repetition_penalty: float = 1.1
+    """>1 discourages repeated tokens."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_new_tokens >= 1, "generation.max_new_tokens", "must be >= 1")
+        _check(self.num_beams >= 1, "generation.num_beams", "must be >= 1")
+
+
+@dataclass
+class PromptConfig:
+    system: str = (
+        "You are a careful assistant that watches a video, listens to its audio and answers questions "
+        "about the people in it, their actions and emotions."
+    )
+    """System message of the chat prompt."""
+    max_transcript_words: int = 120
+    """Transcript words kept in the prompt (prompt length is the main CPU cost)."""
+    fallback_caption: str = "A person is shown in the video."
+    """Caption written when a task cannot be answered by the model (never empty)."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.fallback_caption.strip()), "prompt.fallback_caption", "must not be empty")
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"
+    """auto (cuda if available, else cpu), cpu or cuda."""
+    cpu_bf16_autocast: bool = False
+    """Run the LLM under bfloat16 autocast on CPU (about 2.5x faster on CPUs with bf16 units)."""
+    keying: str = "task_id"
+    """Output keys: task_id (str(task_id), the contest README) or position (index in the list, the baseline)."""
+    seed: int = 0
+    """Seed for random initialisation (tiny models, untrained fusion)."""
+    threads: int = 0
+    """torch CPU threads; 0 = torch's default."""
+
+    def __post_init__(self) -> None:
+        _one_of(self.device, "runtime.device", ("auto", "cpu", "cuda"))
+        _one_of(self.keying, "runtime.keying", ("task_id", "position"))
+
+
+@dataclass
+class KitConfig:
+    name: str = "custom"
+    """Preset or file the config came from (informational)."""
+    media: MediaConfig = field(default_factory=MediaConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        """Write the config as YAML (saved beside checkpoints so they can be rebuilt)."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def resolve_path(path: str, base: Path = KIT_ROOT) -> Path:
+    """A config path as an absolute Path: relative paths are taken from `base` (the kit root by default)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Instantiate dataclass `cls` from a mapping, rejecting unknown fields and wrong types by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: unknown field(s) {unknown}; valid: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint, where = hints[name], f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}.")
+        else:
+            kwargs[name] = _coerce(value, hint, where)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (list, typing.List):  # noqa: UP006
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise AssertionError(f"{where}: union-typed config fields are not supported")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'fusion.depth=4' → {'fusion': {'depth': 4}}; the value is parsed as YAML (numbers, booleans, lists)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected section.field=value, e.g. fusion.depth=4")
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(source: str | Path = "pocket", overrides: list[str] | tuple[str, ...] = ()) -> KitConfig:
+    """Build a KitConfig from a preset name, a YAML file or a checkpoint folder, then apply overrides.
+
+    Relative weight paths inside a checkpoint's config.yaml are resolved against that checkpoint folder.
+    """
+    text_source = str(source)
+    path = Path(text_source)
+    checkpoint: Path | None = None
+    if path.is_dir():
+        checkpoint, path = path, path / CHECKPOINT_CONFIG
+        if not path.is_file():
+            raise ConfigError(f"{checkpoint}: not a checkpoint folder (no {CHECKPOINT_CONFIG} inside)")
+    elif not path.suffix:
+        path = PRESET_DIR / f"{text_source}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown preset {text_source!r}; valid presets: {', '.join(available_presets())}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data.setdefault("name", text_source if checkpoint is None else checkpoint.name)
+    if checkpoint is not None:
+        _anchor_checkpoint_paths(data, checkpoint)
+    for override in overrides:
+        data = _merge(data, parse_override(override))
+    return _build(KitConfig, data, "")
+
+
+def _anchor_checkpoint_paths(data: dict, checkpoint: Path) -> None:
+    """A checkpoint's own files (adapter, fusion weights) are named relative to the checkpoint folder."""
+    for section, key in (("llm", "adapter"), ("fusion", "weights")):
+        value = data.get(section, {}).get(key, "")
+        if value and not Path(value).is_absolute():
+            data[section][key] = str((checkpoint / value).resolve())

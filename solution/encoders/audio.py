@@ -1,0 +1,123 @@
+"""Audio encoder: a 16 kHz waveform → pooled Whisper encoder tokens with timestamps, and a speech transcript.
+
+Whisper's encoder sees 30-second windows (3000 log-mel frames) and emits 50 frames per second. We keep the
+frames that cover real audio, average-pool them to `tokens_per_second`, and stamp each token with the centre
+time of the frames it pools, in the same seconds as the video tokens. The decoder (when present) writes the
+transcript from the same encoder states, so the audio is encoded once.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import AudioConfig, resolve_path
+from ..media.audio import SAMPLE_RATE
+from ..weights import check_weights_dir
+
+WINDOW_SECONDS = 30
+WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
+FRAMES_PER_SECOND = 50  # Whisper encoder output rate: hop 160 samples, then a stride-2 convolution
+SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
+assert SAMPLES_PER_FRAME * FRAMES_PER_SECOND == SAMPLE_RATE
+
+
+def pool_audio_frames(
+    frames: torch.Tensor, tokens_per_second: float, max_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder frames (F, D) at 50/s → tokens (N, D) and their centre times (N,) in seconds."""
+    kernel = round(FRAMES_PER_SECOND / tokens_per_second)
+    n_frames = frames.shape[0]
+    n_tokens = math.ceil(n_frames / kernel)
+    if n_tokens > max_tokens:  # long audio: pool harder rather than drop the end
+        kernel = math.ceil(n_frames / max_tokens)
+        n_tokens = math.ceil(n_frames / kernel)
+    pad = n_tokens * kernel - n_frames
+    if pad:
+        frames = torch.cat([frames, frames[-1:].expand(pad, -1)])
+    tokens = frames.view(n_tokens, kernel, -1).mean(1)  # (N, D)
+    starts = torch.arange(n_tokens, dtype=torch.float32) * kernel
+    ends = torch.clamp(starts + kernel, max=n_frames)
+    return tokens, (starts + ends) / 2 / FRAMES_PER_SECOND
+
+
+class WhisperAudioEncoder(nn.Module):
+    """Whisper encoder (+ optional decoder for transcripts) behind a waveform-in interface."""
+
+    def __init__(self, model: nn.Module, feature_extractor, tokenizer=None, cfg: AudioConfig | None = None):
+        super().__init__()
+        self.model = model  # WhisperForConditionalGeneration (or WhisperModel when there is no decoder use)
+        self.feature_extractor = feature_extractor
+        self.tokenizer = tokenizer
+        self.cfg = cfg or AudioConfig()
+        self.feature_dim = model.config.d_model
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.model.get_encoder()
+
+    def _windows(self, wave: np.ndarray) -> tuple[torch.Tensor, list[int]]:
+        """Log-mel features of each 30 s window (W, mels, 3000) and the number of real encoder frames in each."""
+        chunks = [wave[i : i + WINDOW_SAMPLES] for i in range(0, max(len(wave), 1), WINDOW_SAMPLES)]
+        feats = self.feature_extractor(
+            chunks, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding="max_length"
+        ).input_features
+        real = [max(1, math.ceil(len(c) / SAMPLES_PER_FRAME)) for c in chunks]
+        return feats, real
+
+    @torch.no_grad()
+    def forward(self, wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """Waveform (samples,) float32 16 kHz → tokens (N, D), times (N,), transcript ('' when disabled)."""
+        assert wave.ndim == 1, wave.shape
+        param = next(self.model.parameters())
+        feats, real = self._windows(wave)
+        feats = feats.to(param.device, param.dtype)
+        states = self.encoder(feats).last_hidden_state  # (W, 1500, D)
+        frames = torch.cat([states[i, :n] for i, n in enumerate(real)])  # (F, D)
+        tokens, times = pool_audio_frames(frames.float(), self.cfg.tokens_per_second, self.cfg.max_tokens)
+        transcript = self._transcribe(feats, states) if self.cfg.transcribe else ""
+        return tokens, times, transcript
+
+    def _transcribe(self, feats: torch.Tensor, states: torch.Tensor) -> str:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        ids = self.model.generate(
+            input_features=feats,
+            encoder_outputs=BaseModelOutput(last_hidden_state=states),
+            max_new_tokens=self.cfg.transcript_max_tokens,
+        )
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return " ".join(t.strip() for t in texts if t.strip())
+
+
+def build_audio_encoder(cfg: AudioConfig) -> WhisperAudioEncoder | None:
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    if cfg.encoder == "none":
+        return None
+    if cfg.encoder == "tiny":
+        config = WhisperConfig(
+            d_model=cfg.hidden_size, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=2 * cfg.hidden_size, decoder_ffn_dim=2 * cfg.hidden_size,
+            num_mel_bins=80, vocab_size=64, max_target_positions=32, pad_token_id=0, bos_token_id=1,
+            eos_token_id=2, decoder_start_token_id=1,
+        )  # fmt: skip
+        return WhisperAudioEncoder(WhisperForConditionalGeneration(config).eval(), WhisperFeatureExtractor(), None, cfg)
+    if cfg.encoder == "whisper":
+        from transformers import AutoTokenizer
+
+        path: Path = resolve_path(cfg.path)
+        check_weights_dir(
+            path,
+            ["config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"],
+            "run `make weights` (python -m solution.weights prepare pocket) to convert Whisper tiny.en, "
+            "or point audio.path at a transformers Whisper folder",
+        )
+        model = WhisperForConditionalGeneration.from_pretrained(path).eval()
+        return WhisperAudioEncoder(model, WhisperFeatureExtractor.from_pretrained(path), AutoTokenizer.from_pretrained(path), cfg)
+    raise ValueError(f"unknown audio encoder {cfg.encoder!r}; valid: none, tiny, whisper")

@@ -1,0 +1,200 @@
+"""The tri-modal model: encoders → tri-modal fusion → projector → LLM (with LoRA) → heads.
+
+`build_model(cfg)` assembles it from named components. One task flows through three calls, which the runner
+times separately:
+    encoded = model.encode(frames, wave)          # frozen encoders: video tokens, audio tokens, tags, transcript
+    prefix  = model.prefix_embeds(task, encoded)  # fusion + projector, merged into the prompt's embeddings
+    answer  = model.answer(task, prefix)          # LLM heads: option ranking or caption generation
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import heads
+from .config import KitConfig, resolve_path
+from .encoders.audio import build_audio_encoder
+from .encoders.vision import build_vision_tower, pool_video_tokens, preprocess_frames, top_tags
+from .errors import WeightsError
+from .fusion import Projector, Stream, build_fusion
+from .llm import attach_lora, load_adapter, load_llm, placeholder_ids
+from .media.video import Frames
+from .prompt import chat_prompt, option_texts, text_stream
+from .tasks import Task
+
+FUSION_PREFIXES = ("fusion.", "projector.")
+
+
+@dataclass
+class Encoded:
+    """What the frozen encoders extracted from one task's media."""
+
+    video: tuple[torch.Tensor, torch.Tensor] | None = None  # tokens (N, Dv), times (N,) in seconds
+    audio: tuple[torch.Tensor, torch.Tensor] | None = None  # tokens (M, Da), times (M,) in seconds
+    tags: list[str] = field(default_factory=list)
+    transcript: str = ""
+
+
+@dataclass
+class Answer:
+    choice_id: int | None = None  # QA
+    caption: str | None = None  # captioning
+    scores: list[float] | None = None  # QA: mean log-likelihood per option
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise WeightsError("runtime.device=cuda but no CUDA device is available; use runtime.device=cpu or auto")
+    return torch.device(name)
+
+
+class TriModalModel(nn.Module):
+    def __init__(self, cfg: KitConfig, vision, audio, fusion: nn.Module, projector: nn.Module, llm, tokenizer):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = vision
+        self.audio = audio
+        self.fusion = fusion
+        self.projector = projector
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.placeholders = placeholder_ids(tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    def autocast(self):
+        """bf16 autocast on CPU when configured (fast bf16 units); a no-op elsewhere."""
+        if self.device.type == "cpu" and self.cfg.runtime.cpu_bf16_autocast:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- encoders -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, frames: Frames | None, wave: np.ndarray | None) -> Encoded:
+        out = Encoded()
+        with self.autocast():
+            if frames is not None:
+                vc = self.cfg.vision
+                pixels = preprocess_frames(frames.pixels, vc.image_size, self.vision.mean, self.vision.std)
+                grid, label_logits = self.vision(pixels.to(self.device))  # (T, D, h, w), (T, L) | None
+                times = torch.from_numpy(frames.timestamps).float()
+                out.video = pool_video_tokens(grid.float().cpu(), times, vc.spatial_tokens, vc.temporal_stride)
+                if label_logits is not None:
+                    out.tags = top_tags(label_logits, self.vision.labels, vc.num_tags)
+            if wave is not None and self.audio is not None and len(wave) > 0:
+                tokens, times, out.transcript = self.audio(wave)
+                out.audio = (tokens.float().cpu(), times)
+        return out
+
+    # -- fusion and prompt ----------------------------------------------------------------------------------
+    def prompt_ids(self, task: Task, encoded: Encoded) -> torch.Tensor:
+        n_video = 0 if encoded.video is None else encoded.video[0].shape[0]
+        n_audio = 0 if encoded.audio is None else encoded.audio[0].shape[0]
+        text = chat_prompt(self.tokenizer, task, n_video, n_audio, encoded.tags, encoded.transcript, self.cfg.prompt)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
+        return ids.to(self.device)  # (1, P)
+
+    def fuse(self, task: Task, encoded: Encoded) -> dict[str, torch.Tensor]:
+        """Fused tokens in the LLM's embedding space, per modality: {"video": (N, H), "audio": (M, H)}."""
+        embed = self.llm.get_input_embeddings()
+        text_ids = self.tokenizer(
+            text_stream(task, encoded.transcript), add_special_tokens=False, return_tensors="pt",
+            truncation=True, max_length=self.cfg.fusion.max_text_tokens,
+        ).input_ids.to(self.device)  # fmt: skip
+        streams = {"text": Stream(embed(text_ids).float(), None, torch.ones_like(text_ids, dtype=torch.bool))}
+        for name in ("video", "audio"):
+            pair = getattr(encoded, name)
+            if pair is not None:
+                tokens, times = pair
+                mask = torch.ones(1, tokens.shape[0], dtype=torch.bool, device=self.device)
+                streams[name] = Stream(tokens[None].to(self.device), times[None].to(self.device), mask)
+        fused = self.fusion(streams)  # name → (1, N, dim)
+        return {name: self.projector(fused[name])[0] for name in ("video", "audio") if name in streams}
+
+    def prefix_embeds(self, task: Task, encoded: Encoded) -> torch.Tensor:
+        """The prompt's input embeddings with fused video/audio tokens in place of the placeholders: (1, P, H)."""
+        ids = self.prompt_ids(task, encoded)
+        with self.autocast():
+            features = self.fuse(task, encoded)
+            embed = self.llm.get_input_embeddings()
+            feats = {self.placeholders[name]: f.to(embed.weight.dtype) for name, f in features.items()}
+            return heads.merge_placeholders(ids, embed, feats)
+
+    # -- heads ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def answer(self, task: Task, prefix: torch.Tensor) -> Answer:
+        with self.autocast():
+            if task.task_type == "qa":
+                option_ids = [self.tokenizer(t, add_special_tokens=False).input_ids for t in option_texts(task)]
+                scores = heads.score_options(self.llm, prefix, option_ids)
+                ids = [c.choice_id for c in task.choices]
+                return Answer(choice_id=heads.pick_option(scores, ids), scores=scores.tolist())
+            g = self.cfg.generation
+            caption = heads.generate_caption(
+                self.llm, self.tokenizer, prefix, max_new_tokens=g.max_new_tokens, num_beams=g.num_beams,
+                no_repeat_ngram_size=g.no_repeat_ngram_size, repetition_penalty=g.repetition_penalty,
+            )  # fmt: skip
+            return Answer(caption=caption)
+
+    # -- trained weights ------------------------------------------------------------------------------------
+    def fusion_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if k.startswith(FUSION_PREFIXES)}
+
+    def save_fusion(self, path: Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.fusion_state_dict().items()}, str(path))
+
+    def load_fusion(self, path: Path) -> None:
+        if not Path(path).is_file():
+            raise WeightsError(f"fusion weights {path} not found: pass the fusion.safetensors written by train_lora.py")
+        state = load_file(str(path))
+        expected = set(self.fusion_state_dict())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise WeightsError(
+                f"{path}: fusion weights do not match this config (missing {missing[:5]}, unexpected {extra[:5]}); "
+                "use the config.yaml saved beside them"
+            )
+        self.load_state_dict(state, strict=False)
+
+
+def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
+    """Assemble the model from its config; load trained fusion weights and LoRA adapter when configured."""
+    torch.manual_seed(cfg.runtime.seed)
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    device = pick_device(cfg.runtime.device)
+    vision = build_vision_tower(cfg.vision)
+    audio = build_audio_encoder(cfg.audio)
+    llm, tokenizer = load_llm(cfg.llm, seed=cfg.runtime.seed)
+    hidden = llm.config.get_text_config().hidden_size
+    input_dims = {"video": vision.feature_dim, "text": hidden}
+    if audio is not None:
+        input_dims["audio"] = audio.feature_dim
+    f = cfg.fusion
+    torch.manual_seed(cfg.runtime.seed)
+    fusion = build_fusion(
+        f.mode, input_dims=input_dims, dim=f.dim, depth=f.depth, heads=f.heads, mlp_ratio=f.mlp_ratio, dropout=f.dropout
+    )
+    projector = Projector(f.dim, hidden)
+    if cfg.llm.adapter:
+        llm = load_adapter(llm, resolve_path(cfg.llm.adapter), trainable=trainable)
+    elif trainable:
+        llm = attach_lora(llm, cfg.llm)
+    model = TriModalModel(cfg, vision, audio, fusion, projector, llm, tokenizer)
+    if f.weights:
+        model.load_fusion(resolve_path(f.weights))
+    for module in (vision, audio):  # encoders stay frozen
+        if module is not None:
+            module.requires_grad_(False)
+    return model.to(device).train(trainable)

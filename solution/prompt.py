@@ -1,0 +1,64 @@
+"""The prompt: one function that turns a task and its evidence into chat text, used by inference and training alike.
+
+Video and audio appear as runs of placeholder tokens, exactly one per fused feature token; the fused features
+replace them in the LLM's input embeddings (`heads.merge_placeholders`). Text evidence (zero-shot visual tags
+and the speech transcript) is written out so that even an untrained fusion leaves the LLM something to read.
+"""
+
+from __future__ import annotations
+
+from .config import PromptConfig
+from .llm import PLACEHOLDERS
+from .tasks import Task
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def option_texts(task: Task) -> list[str]:
+    """The continuation scored for each option (its text, as the contest's perplexity rule does)."""
+    return [" ".join(choice.text.split()) or "(empty option)" for choice in task.choices]
+
+
+def clip_words(text: str, max_words: int) -> str:
+    words = text.split()
+    return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
+
+
+def user_message(
+    task: Task, n_video: int, n_audio: int, tags: list[str], transcript: str, cfg: PromptConfig
+) -> str:
+    """The user turn: media placeholders, text evidence, the question and (for QA) the lettered options."""
+    lines = [f"Video: {PLACEHOLDERS['video'] * n_video}" if n_video else "Video: not available."]
+    if tags:
+        lines.append(f"Things visible in the video: {', '.join(tags)}.")
+    lines.append(f"Audio: {PLACEHOLDERS['audio'] * n_audio}" if n_audio else "Audio: not available.")
+    if transcript:
+        lines.append(f'Speech in the audio: "{clip_words(transcript, cfg.max_transcript_words)}"')
+    lines.append(f"Question: {task.question.strip()}")
+    if task.task_type == "qa":
+        lines.append("Options:")
+        lines += [f"({LETTERS[i % 26]}) {text}" for i, text in enumerate(option_texts(task))]
+        lines.append("Answer with the text of the correct option.")
+    else:
+        lines.append("Answer with one or two detailed sentences.")
+    return "\n".join(lines)
+
+
+def chat_prompt(tokenizer, task: Task, n_video: int, n_audio: int, tags: list[str], transcript: str,
+                cfg: PromptConfig) -> str:  # fmt: skip
+    """The full prompt text up to where the assistant's answer starts."""
+    messages = [
+        {"role": "system", "content": cfg.system},
+        {"role": "user", "content": user_message(task, n_video, n_audio, tags, transcript, cfg)},
+    ]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def text_stream(task: Task, transcript: str) -> str:
+    """What the fusion's text stream reads: the question, the options and the transcript."""
+    parts = [task.question.strip()]
+    if task.task_type == "qa":
+        parts.append(" | ".join(option_texts(task)))
+    if transcript:
+        parts.append(transcript)
+    return "\n".join(parts)
