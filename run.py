@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Contest entry point, run from the solution root: `python run.py --input_path tasks.json`.
+
+Writes output_path_from_job/for_classification_metric.json and for_generative_metric.json (plus errors.json
+and run_summary.json). Exit codes: 0 done (every task answered), 1 the model could not be built (every task got
+its fallback answer, see errors.json), 2 unusable tasks file or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network in the contest: never try the hub
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DEFAULT_CONFIG = "pocket"  # the submission builder ships the `contest` preset as the default instead
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input_path", required=True, type=Path, help="the tasks JSON (media paths relative to it)")
+    p.add_argument("--output_dir", type=Path, default=Path("output_path_from_job"), help="where outputs go")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="preset name, YAML file or checkpoint folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a config field, e.g. --set fusion.depth=4 (repeatable)")
+    p.add_argument("--adapter", help="trained checkpoint folder (shortcut for --config DIR)")
+    p.add_argument("--keying", choices=["task_id", "position"], help="output keys (default: the config's)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from solution.config import load_config
+    from solution.errors import ConfigError, KitError, TaskFileError
+    from solution.runner import format_summary, run_tasks
+
+    overrides = list(args.overrides) + ([f"runtime.keying={args.keying}"] if args.keying else [])
+    try:
+        cfg = load_config(args.adapter or args.config, overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"config: {cfg.name} (vision {cfg.vision.tower}, audio {cfg.audio.encoder}, fusion {cfg.fusion.mode}, "
+          f"llm {cfg.llm.path or cfg.llm.kind})", file=sys.stderr)  # fmt: skip
+    try:
+        result = run_tasks(args.input_path, args.output_dir, cfg, progress=not args.no_progress)
+    except TaskFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KitError as exc:
+        print(f"error: the model could not be built, every task got its fallback answer: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(result, args.output_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

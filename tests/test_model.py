@@ -1,0 +1,166 @@
+"""The assembled tri-modal model on the tiny preset: token counts, placeholders, fusion modes, weights, LoRA."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from solution import heads
+from solution.config import load_config
+from solution.errors import WeightsError
+from solution.llm import attach_lora, load_adapter, save_adapter
+from solution.media.audio import SAMPLE_RATE
+from solution.media.video import Frames
+from solution.model import Encoded, build_model
+from solution.tasks import parse_task
+
+QA = {
+    "task_id": 7, "task_type": "qa", "question": "What colour is the square?", "video": "", "audio": "",
+    "choices": [{"choice_id": i, "choice": c} for i, c in enumerate(["Red", "Blue", "Green", "Yellow", "Not sure"])],
+}  # fmt: skip
+CAPTION = {"task_id": 8, "task_type": "captioning", "question": "Describe this video in detail.", "video": "",
+           "audio": "", "choices": []}  # fmt: skip
+
+
+def media(seconds: float = 3.0, n_frames: int = 4, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (n_frames, 72, 96, 3), dtype=np.uint8)
+    times = (np.arange(n_frames, dtype=np.float32) + 0.5) * seconds / n_frames
+    wave = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+    return Frames(pixels, times, seconds), wave
+
+
+def randomise_projector(model, seed: int = 0):
+    """The projector's last layer starts at zero; give it weights so fused features are visible in tests."""
+    torch.manual_seed(seed)
+    torch.nn.init.normal_(model.projector.proj.weight, std=0.5)
+    return model
+
+
+@pytest.fixture()
+def qa_task(tmp_path):
+    return parse_task(QA, 0, tmp_path)
+
+
+def test_token_counts_and_placeholders(tiny_model, tiny_cfg, qa_task):
+    frames, wave = media()
+    enc = tiny_model.encode(frames, wave)
+    n_video = 2 * tiny_cfg.vision.spatial_tokens  # 4 frames, temporal stride 2, 4 tokens per frame
+    assert enc.video[0].shape == (n_video, tiny_cfg.vision.hidden_size)
+    assert enc.audio[0].shape == (6, tiny_cfg.audio.hidden_size)  # 3 s at 2 tokens/s
+    assert torch.all(enc.audio[1] <= 3.0) and torch.all(enc.video[1] <= 3.0)
+    ids = tiny_model.prompt_ids(qa_task, enc)
+    ph = tiny_model.placeholders
+    assert (ids == ph["video"]).sum().item() == n_video
+    assert (ids == ph["audio"]).sum().item() == 6
+    prefix = tiny_model.prefix_embeds(qa_task, enc)
+    assert prefix.shape == (1, ids.shape[1], tiny_model.llm.config.hidden_size)
+
+
+def test_placeholder_mismatch_raises_with_both_counts(tiny_model, qa_task):
+    enc = tiny_model.encode(*media())
+    ids = tiny_model.prompt_ids(qa_task, enc)
+    embed = tiny_model.llm.get_input_embeddings()
+    wrong = {tiny_model.placeholders["video"]: torch.zeros(enc.video[0].shape[0] + 1, embed.weight.shape[1])}
+    with pytest.raises(ValueError, match=rf"{enc.video[0].shape[0]} positions .* {enc.video[0].shape[0] + 1} feature rows"):
+        heads.merge_placeholders(ids, embed, wrong)
+
+
+def test_missing_modalities_still_answer(tiny_model, qa_task, tmp_path):
+    frames, wave = media()
+    for enc in (tiny_model.encode(None, None), tiny_model.encode(frames, None), tiny_model.encode(None, wave)):
+        answer = tiny_model.answer(qa_task, tiny_model.prefix_embeds(qa_task, enc))
+        assert answer.choice_id in range(5) and len(answer.scores) == 5
+    caption_task = parse_task(CAPTION, 1, tmp_path)
+    caption = tiny_model.answer(caption_task, tiny_model.prefix_embeds(caption_task, Encoded()))
+    assert isinstance(caption.caption, str)
+
+
+def test_cached_scoring_through_the_model_equals_naive(tiny_model, qa_task):
+    model = randomise_projector(copy.deepcopy(tiny_model))
+    enc = model.encode(*media())
+    prefix = model.prefix_embeds(qa_task, enc)
+    option_ids = [model.tokenizer(c.text, add_special_tokens=False).input_ids for c in qa_task.choices]
+    cached = heads.score_options(model.llm, prefix, option_ids)
+    naive = heads.score_options_naive(model.llm, prefix, option_ids)
+    assert torch.allclose(cached, naive, atol=1e-4)
+
+
+def test_coattention_mixes_modalities_and_concat_does_not(qa_task):
+    frames, wave = media()
+    t = np.arange(len(wave)) / SAMPLE_RATE
+    other_wave = (0.8 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # a loud tone instead of faint noise
+    video_rows = {}
+    for mode in ("coattn", "concat"):
+        model = randomise_projector(build_model(load_config("tiny", [f"fusion.mode={mode}"])))
+        a = model.fuse(qa_task, model.encode(frames, wave))
+        b = model.fuse(qa_task, model.encode(frames, other_wave))  # same video, different audio
+        video_rows[mode] = (a["video"] - b["video"]).abs().max().item()
+        assert not torch.allclose(a["audio"], b["audio"])
+    assert video_rows["coattn"] > 1e-4, "co-attention: the audio must change the fused video tokens"
+    assert video_rows["concat"] == 0.0, "concat: no interaction between modalities"
+
+
+def test_untrained_projector_injects_zeros(tiny_model, qa_task):
+    fused = tiny_model.fuse(qa_task, tiny_model.encode(*media()))
+    assert all(torch.count_nonzero(f) == 0 for f in fused.values())
+
+
+def test_fusion_weights_round_trip_and_mismatch(tmp_path, qa_task):
+    model = randomise_projector(build_model(load_config("tiny")), seed=3)
+    with torch.no_grad():  # move every fusion weight away from its seeded initial value
+        for p in model.fusion.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    path = tmp_path / "fusion.safetensors"
+    model.save_fusion(path)
+    reloaded = build_model(load_config("tiny", [f"fusion.weights={path}"]))
+    assert torch.equal(reloaded.fusion_state_dict()["fusion.embed.proj.video.weight"],
+                       model.fusion_state_dict()["fusion.embed.proj.video.weight"])  # fmt: skip
+    enc = model.encode(*media())
+    assert torch.equal(model.fuse(qa_task, enc)["video"], reloaded.fuse(qa_task, enc)["video"])
+    with pytest.raises(WeightsError, match="do not match this config"):
+        build_model(load_config("tiny", [f"fusion.weights={path}", "fusion.depth=2"]))
+    with pytest.raises(WeightsError, match="not found"):
+        build_model(load_config("tiny", [f"fusion.weights={tmp_path / 'nope.safetensors'}"]))
+
+
+def test_lora_contract(tmp_path: Path, tiny_cfg):
+    """Zero-init LoRA leaves logits unchanged; trained LoRA changes them; save → load, merge and unmerge agree."""
+    from solution.llm import load_llm
+
+    base, tokenizer = load_llm(tiny_cfg.llm, seed=0)
+    ids = torch.tensor([tokenizer("a red square moves left").input_ids])
+    with torch.no_grad():
+        reference = base(ids).logits
+    model = attach_lora(copy.deepcopy(base), tiny_cfg.llm).eval()  # peft returns it in train mode (dropout)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    with torch.no_grad():
+        assert torch.allclose(model(ids).logits, reference, atol=1e-6)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+        adapted = model(ids).logits
+    assert not torch.allclose(adapted, reference, atol=1e-3)
+    save_adapter(model, tmp_path / "adapter")
+    loaded = load_adapter(copy.deepcopy(base), tmp_path / "adapter")
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids).logits, adapted, atol=1e-5)
+        loaded.merge_adapter()
+        assert torch.allclose(loaded(ids).logits, adapted, atol=1e-4)
+        loaded.unmerge_adapter()
+        assert torch.allclose(loaded(ids).logits, adapted, atol=1e-5)
+    with pytest.raises(WeightsError, match="adapter_config.json"):
+        load_adapter(copy.deepcopy(base), tmp_path / "missing")
+
+
+def test_caption_generation_is_deterministic(tiny_model, tmp_path):
+    task = parse_task(CAPTION, 0, tmp_path)
+    enc = tiny_model.encode(*media())
+    prefix = tiny_model.prefix_embeds(task, enc)
+    first = tiny_model.answer(task, prefix).caption
+    assert first == tiny_model.answer(task, prefix).caption
+    n_tokens = len(tiny_model.tokenizer(first, add_special_tokens=False).input_ids)
+    assert n_tokens <= 2 * tiny_model.cfg.generation.max_new_tokens  # bytes may re-tokenise differently
