@@ -74,7 +74,7 @@ class TriModalModel(nn.Module):
         return next(self.llm.parameters()).device
 
     def autocast(self):
-        """bf16 autocast on CPU when configured (fast bf16 units); a no-op elsewhere."""
+        """bf16 autocast of the LLM on CPU when configured (fast bf16 units); a no-op elsewhere."""
         if self.device.type == "cpu" and self.cfg.runtime.cpu_bf16_autocast:
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -83,18 +83,18 @@ class TriModalModel(nn.Module):
     @torch.no_grad()
     def encode(self, frames: Frames | None, wave: np.ndarray | None) -> Encoded:
         out = Encoded()
-        with self.autocast():
-            if frames is not None:
-                vc = self.cfg.vision
-                pixels = preprocess_frames(frames.pixels, vc.image_size, self.vision.mean, self.vision.std)
-                grid, label_logits = self.vision(pixels.to(self.device))  # (T, D, h, w), (T, L) | None
-                times = torch.from_numpy(frames.timestamps).float()
-                out.video = pool_video_tokens(grid.float().cpu(), times, vc.spatial_tokens, vc.temporal_stride)
-                if label_logits is not None:
-                    out.tags = top_tags(label_logits, self.vision.labels, vc.num_tags)
-            if wave is not None and self.audio is not None and len(wave) > 0:
-                tokens, times, out.transcript = self.audio(wave)
-                out.audio = (tokens.float().cpu(), times)
+        # encoders run in their own dtype: bf16 autocast is for the LLM only
+        if frames is not None:
+            vc = self.cfg.vision
+            pixels = preprocess_frames(frames.pixels, vc.image_size, self.vision.mean, self.vision.std)
+            grid, label_logits = self.vision(pixels.to(self.device))  # (T, D, h, w), (T, L) | None
+            times = torch.from_numpy(frames.timestamps).float()
+            out.video = pool_video_tokens(grid.float().cpu(), times, vc.spatial_tokens, vc.temporal_stride)
+            if label_logits is not None:
+                out.tags = top_tags(label_logits, self.vision.labels, vc.num_tags)
+        if wave is not None and self.audio is not None and len(wave) > 0:
+            tokens, times, out.transcript = self.audio(wave)
+            out.audio = (tokens.float().cpu(), times)
         return out
 
     # -- fusion and prompt ----------------------------------------------------------------------------------
