@@ -21,11 +21,19 @@ DEFAULT_CONFIG = "pocket"  # the submission builder ships the `contest` preset a
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_path", required=True, type=Path, help="the tasks JSON (media paths relative to it)")
+    p.add_argument(
+        "--input_path", required=True, type=Path, help="the tasks JSON (media paths relative to it)"
+    )
     p.add_argument("--output_dir", type=Path, default=Path("output_path_from_job"), help="where outputs go")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="preset name, YAML file or checkpoint folder")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override a config field, e.g. --set fusion.depth=4 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a config field, e.g. --set fusion.depth=4 (repeatable)",
+    )
     p.add_argument("--adapter", help="trained checkpoint folder (shortcut for --config DIR)")
     p.add_argument("--keying", choices=["task_id", "position"], help="output keys (default: the config's)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -34,10 +42,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
     from solution.config import load_config
     from solution.errors import ConfigError, KitError, TaskFileError
     from solution.runner import format_summary, run_tasks
 
+    hf_logging.disable_progress_bar()  # one progress bar: the tasks'
     overrides = list(args.overrides) + ([f"runtime.keying={args.keying}"] if args.keying else [])
     try:
         cfg = load_config(args.adapter or args.config, overrides)
@@ -52,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KitError as exc:
-        print(f"error: the model could not be built, every task got its fallback answer: {exc}", file=sys.stderr)
+        print(
+            f"error: the model could not be built, every task got its fallback answer: {exc}", file=sys.stderr
+        )
         return 1
     print(format_summary(result, args.output_dir))
     return 0

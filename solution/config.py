@@ -98,10 +98,15 @@ class AudioConfig:
     def __post_init__(self) -> None:
         _one_of(self.encoder, "audio.encoder", AUDIO_ENCODERS)
         _check(0 < self.tokens_per_second <= 50, "audio.tokens_per_second", "must be in (0, 50]")
-        _check(50 % self.tokens_per_second == 0, "audio.tokens_per_second", "must divide 50 (Whisper frames/s)")
+        _check(
+            50 % self.tokens_per_second == 0, "audio.tokens_per_second", "must divide 50 (Whisper frames/s)"
+        )
         _check(self.max_tokens >= 1, "audio.max_tokens", "must be >= 1")
-        _check(not (self.transcribe and self.encoder == "tiny"), "audio.transcribe",
-               "the tiny encoder has no trained decoder; set audio.transcribe=false")
+        _check(
+            not (self.transcribe and self.encoder == "tiny"),
+            "audio.transcribe",
+            "the tiny encoder has no trained decoder; set audio.transcribe=false",
+        )
 
 
 FUSION_MODES = ("coattn", "concat")
@@ -129,7 +134,11 @@ class FusionConfig:
     def __post_init__(self) -> None:
         _one_of(self.mode, "fusion.mode", FUSION_MODES)
         _check(self.depth >= 0, "fusion.depth", "must be >= 0")
-        _check(self.heads >= 1 and self.dim % self.heads == 0, "fusion.heads", f"must divide fusion.dim={self.dim}")
+        _check(
+            self.heads >= 1 and self.dim % self.heads == 0,
+            "fusion.heads",
+            f"must divide fusion.dim={self.dim}",
+        )
 
 
 LLM_KINDS = ("tiny", "hf")
@@ -188,8 +197,18 @@ class PromptConfig:
         "about the people in it, their actions and emotions."
     )
     """System message of the chat prompt."""
+    qa_instruction: str = "Answer with the text of the correct option."
+    """Last line of a QA prompt (also the neutral prompt used for PMI calibration)."""
+    caption_instruction: str = (
+        "Describe in one or two sentences who is in the video, what they do and what they say."
+    )
+    """Last line of a captioning prompt."""
     max_transcript_words: int = 120
     """Transcript words kept in the prompt (prompt length is the main CPU cost)."""
+    qa_calibration: bool = True
+    """Rank options by mean log-likelihood minus their mean log-likelihood after a neutral prompt (PMI), so that
+    long, fluent options ("Not enough information to answer") are not favoured for their form; false = the
+    contest's plain lowest-perplexity rule."""
     fallback_caption: str = "A person is shown in the video."
     """Caption written when a task cannot be answered by the model (never empty)."""
 
@@ -254,7 +273,9 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: unknown field(s) {unknown}; valid: {sorted(known)}")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'}: unknown field(s) {unknown}; valid: {sorted(known)}"
+        )
     kwargs = {}
     for name, value in data.items():
         hint, where = hints[name], f"{prefix}{name}"
@@ -284,7 +305,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 def _merge(base: dict, update: dict) -> dict:
     out = dict(base)
     for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
     return out
 
 
@@ -314,7 +337,9 @@ def load_config(source: str | Path = "pocket", overrides: list[str] | tuple[str,
     elif not path.suffix:
         path = PRESET_DIR / f"{text_source}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown preset {text_source!r}; valid presets: {', '.join(available_presets())}")
+            raise ConfigError(
+                f"unknown preset {text_source!r}; valid presets: {', '.join(available_presets())}"
+            )
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:

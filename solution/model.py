@@ -26,7 +26,7 @@ from .errors import WeightsError
 from .fusion import Projector, Stream, build_fusion
 from .llm import attach_lora, load_adapter, load_llm, placeholder_ids
 from .media.video import Frames
-from .prompt import chat_prompt, option_texts, text_stream
+from .prompt import chat_prompt, neutral_prompt, option_texts, text_stream
 from .tasks import Task
 
 FUSION_PREFIXES = ("fusion.", "projector.")
@@ -53,12 +53,16 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise WeightsError("runtime.device=cuda but no CUDA device is available; use runtime.device=cpu or auto")
+        raise WeightsError(
+            "runtime.device=cuda but no CUDA device is available; use runtime.device=cpu or auto"
+        )
     return torch.device(name)
 
 
 class TriModalModel(nn.Module):
-    def __init__(self, cfg: KitConfig, vision, audio, fusion: nn.Module, projector: nn.Module, llm, tokenizer):
+    def __init__(
+        self, cfg: KitConfig, vision, audio, fusion: nn.Module, projector: nn.Module, llm, tokenizer
+    ):
         super().__init__()
         self.cfg = cfg
         self.vision = vision
@@ -101,7 +105,9 @@ class TriModalModel(nn.Module):
     def prompt_ids(self, task: Task, encoded: Encoded) -> torch.Tensor:
         n_video = 0 if encoded.video is None else encoded.video[0].shape[0]
         n_audio = 0 if encoded.audio is None else encoded.audio[0].shape[0]
-        text = chat_prompt(self.tokenizer, task, n_video, n_audio, encoded.tags, encoded.transcript, self.cfg.prompt)
+        text = chat_prompt(
+            self.tokenizer, task, n_video, n_audio, encoded.tags, encoded.transcript, self.cfg.prompt
+        )
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         return ids.to(self.device)  # (1, P)
 
@@ -131,13 +137,23 @@ class TriModalModel(nn.Module):
             feats = {self.placeholders[name]: f.to(embed.weight.dtype) for name, f in features.items()}
             return heads.merge_placeholders(ids, embed, feats)
 
+    def neutral_prefix(self) -> torch.Tensor:
+        """Embeddings of the task-free prompt used for PMI calibration: (1, P0, H)."""
+        text = neutral_prompt(self.tokenizer, self.cfg.prompt)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
+        return self.llm.get_input_embeddings()(ids)
+
     # -- heads ----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def answer(self, task: Task, prefix: torch.Tensor) -> Answer:
         with self.autocast():
             if task.task_type == "qa":
-                option_ids = [self.tokenizer(t, add_special_tokens=False).input_ids for t in option_texts(task)]
-                scores = heads.score_options(self.llm, prefix, option_ids)
+                option_ids = [
+                    self.tokenizer(t, add_special_tokens=False).input_ids for t in option_texts(task)
+                ]
+                scores = heads.score_options(self.llm, prefix, option_ids)  # (n_options,)
+                if self.cfg.prompt.qa_calibration:
+                    scores = scores - heads.score_options(self.llm, self.neutral_prefix(), option_ids)
                 ids = [c.choice_id for c in task.choices]
                 return Answer(choice_id=heads.pick_option(scores, ids), scores=scores.tolist())
             g = self.cfg.generation
@@ -156,7 +172,9 @@ class TriModalModel(nn.Module):
 
     def load_fusion(self, path: Path) -> None:
         if not Path(path).is_file():
-            raise WeightsError(f"fusion weights {path} not found: pass the fusion.safetensors written by train_lora.py")
+            raise WeightsError(
+                f"fusion weights {path} not found: pass the fusion.safetensors written by train_lora.py"
+            )
         state = load_file(str(path))
         expected = set(self.fusion_state_dict())
         if set(state) != expected:
@@ -184,7 +202,13 @@ def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
     f = cfg.fusion
     torch.manual_seed(cfg.runtime.seed)
     fusion = build_fusion(
-        f.mode, input_dims=input_dims, dim=f.dim, depth=f.depth, heads=f.heads, mlp_ratio=f.mlp_ratio, dropout=f.dropout
+        f.mode,
+        input_dims=input_dims,
+        dim=f.dim,
+        depth=f.depth,
+        heads=f.heads,
+        mlp_ratio=f.mlp_ratio,
+        dropout=f.dropout,
     )
     projector = Projector(f.dim, hidden)
     if cfg.llm.adapter:

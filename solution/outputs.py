@@ -37,7 +37,9 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write both metric files (always, even when empty), errors.json and run_summary.json."""
     assert all(isinstance(v, int) and not isinstance(v, bool) for v in qa.values()), "QA answers must be ints"
-    assert all(isinstance(v, str) and v.strip() for v in captions.values()), "captions must be non-empty strings"
+    assert all(isinstance(v, str) and v.strip() for v in captions.values()), (
+        "captions must be non-empty strings"
+    )
     paths = {
         "classification": Path(out_dir) / CLASSIFICATION_FILE,
         "generative": Path(out_dir) / GENERATIVE_FILE,

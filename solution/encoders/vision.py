@@ -18,14 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import VisionConfig, resolve_path
-from ..weights import check_weights_dir
+from ..errors import ConfigError
+from ..weights import check_weights_dir, load_imagenet_classes
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_LABELS = Path(__file__).resolve().parent.parent / "data" / "imagenet_classes.txt"
 
 
-def preprocess_frames(pixels: np.ndarray, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+def preprocess_frames(
+    pixels: np.ndarray, size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
     """(T, H, W, 3) uint8 RGB → (T, 3, size, size) float: resize the shorter side to `size`, centre crop, normalise."""
     assert pixels.ndim == 4 and pixels.shape[-1] == 3, pixels.shape
     x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, H, W)
@@ -87,7 +89,9 @@ class TinyVisionTower(VisionTower):
     def __init__(self, hidden_size: int):
         super().__init__()
         self.feature_dim, self.labels = hidden_size, []
-        self.stem = nn.Sequential(nn.Conv2d(3, hidden_size, 8, stride=8), nn.GELU(), nn.Conv2d(hidden_size, hidden_size, 2, 2))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, hidden_size, 8, stride=8), nn.GELU(), nn.Conv2d(hidden_size, hidden_size, 2, 2)
+        )
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self.stem(pixels), None  # (T, D, S/16, S/16)
@@ -96,16 +100,15 @@ class TinyVisionTower(VisionTower):
 class EfficientNetLite0Tower(VisionTower):
     """ImageNet EfficientNet-Lite0: 1280-d 7x7 grid; its classifier gives ImageNet labels as visual tags."""
 
-    mean = (0.498, 0.498, 0.498)
-    std = (0.502, 0.502, 0.502)
-
     def __init__(self, weights_dir: Path):
-        from .efficientnet import build_efficientnet_lite0
+        from .efficientnet import build_efficientnet_lite0, load_efficientnet_config
 
         super().__init__()
         self.net = build_efficientnet_lite0(weights_dir)
-        self.feature_dim = 1280
-        self.labels = IMAGENET_LABELS.read_text().splitlines()
+        config = load_efficientnet_config(weights_dir)
+        self.mean, self.std = tuple(config["mean"]), tuple(config["std"])  # TF-Lite's (x*255 - 127) / 128
+        self.feature_dim = config["feature_dim"]
+        self.labels = load_imagenet_classes()
         assert len(self.labels) == self.net._fc.out_features, "ImageNet label file and classifier disagree"
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,23 +128,32 @@ class ClipTower(VisionTower):
         from transformers import AutoModel, AutoTokenizer
 
         super().__init__()
-        check_weights_dir(weights_dir, ["config.json"], "a transformers CLIP/SigLIP folder, e.g. /app/clip-vit-large-patch14-336")
+        check_weights_dir(
+            weights_dir,
+            ["config.json"],
+            "a transformers CLIP/SigLIP folder, e.g. /app/clip-vit-large-patch14-336",
+        )
         self.model = AutoModel.from_pretrained(weights_dir).eval()
         vision_cfg = self.model.config.vision_config
-        assert vision_cfg.image_size == image_size, (
-            f"vision.image_size={image_size} but the tower expects {vision_cfg.image_size}"
-        )
+        if vision_cfg.image_size != image_size:
+            raise ConfigError(
+                f"vision.image_size={image_size} but {weights_dir} expects {vision_cfg.image_size}"
+            )
         self.feature_dim = vision_cfg.hidden_size
-        self.labels = IMAGENET_LABELS.read_text().splitlines()
+        self.labels = load_imagenet_classes()
         tokenizer = AutoTokenizer.from_pretrained(weights_dir)
         with torch.no_grad():
-            text = tokenizer([f"a photo of a {label}." for label in self.labels], padding=True, return_tensors="pt")
+            text = tokenizer(
+                [f"a photo of a {label}." for label in self.labels], padding=True, return_tensors="pt"
+            )
             label_emb = self.model.get_text_features(**text).pooler_output  # (L, E)
         self.register_buffer("label_emb", F.normalize(label_emb, dim=-1), persistent=False)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model.get_image_features(pixel_values=pixels)
-        patches = out.last_hidden_state  # (T, 1 + h*w, D) for CLIP (class token first), (T, h*w, D) for SigLIP
+        patches = (
+            out.last_hidden_state
+        )  # (T, 1 + h*w, D) for CLIP (class token first), (T, h*w, D) for SigLIP
         side = int(patches.shape[1] ** 0.5)
         patches = patches[:, -side * side :]  # drop the class token if present
         grid = patches.transpose(1, 2).reshape(patches.shape[0], -1, side, side)  # (T, D, h, w)
