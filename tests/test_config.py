@@ -27,7 +27,9 @@ def test_presets_listed():
 def test_overrides_parse_yaml_values():
     assert parse_override("fusion.depth=4") == {"fusion": {"depth": 4}}
     assert parse_override("audio.transcribe=false") == {"audio": {"transcribe": False}}
-    cfg = load_config("tiny", ["fusion.depth=3", "llm.lora_targets=[q_proj, v_proj]", "media.max_audio_seconds=5"])
+    cfg = load_config(
+        "tiny", ["fusion.depth=3", "llm.lora_targets=[q_proj, v_proj]", "media.max_audio_seconds=5"]
+    )
     assert cfg.fusion.depth == 3
     assert cfg.llm.lora_targets == ["q_proj", "v_proj"]
     assert cfg.media.max_audio_seconds == 5.0 and isinstance(cfg.media.max_audio_seconds, float)

@@ -64,13 +64,19 @@ def test_placeholder_mismatch_raises_with_both_counts(tiny_model, qa_task):
     ids = tiny_model.prompt_ids(qa_task, enc)
     embed = tiny_model.llm.get_input_embeddings()
     wrong = {tiny_model.placeholders["video"]: torch.zeros(enc.video[0].shape[0] + 1, embed.weight.shape[1])}
-    with pytest.raises(ValueError, match=rf"{enc.video[0].shape[0]} positions .* {enc.video[0].shape[0] + 1} feature rows"):
+    with pytest.raises(
+        ValueError, match=rf"{enc.video[0].shape[0]} positions .* {enc.video[0].shape[0] + 1} feature rows"
+    ):
         heads.merge_placeholders(ids, embed, wrong)
 
 
 def test_missing_modalities_still_answer(tiny_model, qa_task, tmp_path):
     frames, wave = media()
-    for enc in (tiny_model.encode(None, None), tiny_model.encode(frames, None), tiny_model.encode(None, wave)):
+    for enc in (
+        tiny_model.encode(None, None),
+        tiny_model.encode(frames, None),
+        tiny_model.encode(None, wave),
+    ):
         answer = tiny_model.answer(qa_task, tiny_model.prefix_embeds(qa_task, enc))
         assert answer.choice_id in range(5) and len(answer.scores) == 5
     caption_task = parse_task(CAPTION, 1, tmp_path)
@@ -164,3 +170,30 @@ def test_caption_generation_is_deterministic(tiny_model, tmp_path):
     assert first == tiny_model.answer(task, prefix).caption
     n_tokens = len(tiny_model.tokenizer(first, add_special_tokens=False).input_ids)
     assert n_tokens <= 2 * tiny_model.cfg.generation.max_new_tokens  # bytes may re-tokenise differently
+
+
+def test_checkpoint_folder_rebuilds_the_trained_model(tmp_path: Path, qa_task):
+    """A checkpoint (config.yaml + adapter/ + fusion.safetensors) loads through load_config(DIR) → build_model."""
+    cfg = load_config("tiny")
+    trained = randomise_projector(build_model(cfg, trainable=True), seed=4)
+    with torch.no_grad():
+        for name, p in trained.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.3)
+    trained.eval()
+    ckpt = tmp_path / "ckpt"
+    save_adapter(trained.llm, ckpt / "adapter")
+    trained.save_fusion(ckpt / "fusion.safetensors")
+    cfg.llm.adapter, cfg.fusion.weights = "adapter", "fusion.safetensors"
+    cfg.save(ckpt / "config.yaml")
+
+    reloaded = build_model(load_config(ckpt))
+    enc = trained.encode(*media())
+    with torch.no_grad():
+        expected = trained.answer(qa_task, trained.prefix_embeds(qa_task, enc)).scores
+        got = reloaded.answer(qa_task, reloaded.prefix_embeds(qa_task, enc)).scores
+    assert np.allclose(expected, got, atol=1e-5)
+    base = build_model(load_config("tiny"))
+    with torch.no_grad():
+        untrained = base.answer(qa_task, base.prefix_embeds(qa_task, enc)).scores
+    assert not np.allclose(expected, untrained, atol=1e-3)

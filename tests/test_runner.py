@@ -23,7 +23,12 @@ def read(out: Path, name: str):
 
 def test_run_py_end_to_end_on_the_sample_split(sample_tasks: Path, tmp_path: Path, capsys):
     out = tmp_path / "out"
-    assert run.main(["--input_path", str(sample_tasks), "--output_dir", str(out), "--config", "tiny", "--no_progress"]) == 0
+    assert (
+        run.main(
+            ["--input_path", str(sample_tasks), "--output_dir", str(out), "--config", "tiny", "--no_progress"]
+        )
+        == 0
+    )
     tasks = json.loads(sample_tasks.read_text())
     qa, captions = read(out, CLASSIFICATION_FILE), read(out, GENERATIVE_FILE)
     assert set(qa) == {str(t["task_id"]) for t in tasks if t["task_type"] == "qa"}
@@ -36,7 +41,12 @@ def test_run_py_end_to_end_on_the_sample_split(sample_tasks: Path, tmp_path: Pat
     assert read(out, ERRORS_FILE) == []
     summary = read(out, SUMMARY_FILE)
     assert summary["tasks"] == len(tasks) and summary["by_source"] == {"model": len(tasks)}
-    assert summary["mean_seconds_per_task"] > 0 and set(summary["stage_seconds_per_task"]) == {"decode", "encoders", "fusion", "llm"}
+    assert summary["mean_seconds_per_task"] > 0 and set(summary["stage_seconds_per_task"]) == {
+        "decode",
+        "encoders",
+        "fusion",
+        "llm",
+    }
     assert validate.main(["predictions", str(out / CLASSIFICATION_FILE), str(out / GENERATIVE_FILE)]) == 0
     printed = capsys.readouterr().out
     assert "Mean seconds per task" in printed and "0 fallbacks" in printed
@@ -59,10 +69,23 @@ def broken_split(sample_tasks: Path, tmp_path: Path) -> Path:
     good_qa = next(t for t in tasks if t["task_type"] == "qa")
     (split / "video" / "corrupt.mp4").write_bytes(os.urandom(4096))
     tasks += [
-        {**good_qa, "task_id": 101, "video": "video/corrupt.mp4"},  # unreadable video: answered from audio+text
-        {**good_qa, "task_id": 102, "video": "video/missing.mp4", "audio": "audio/missing.mp3"},  # nothing readable
+        {
+            **good_qa,
+            "task_id": 101,
+            "video": "video/corrupt.mp4",
+        },  # unreadable video: answered from audio+text
+        {
+            **good_qa,
+            "task_id": 102,
+            "video": "video/missing.mp4",
+            "audio": "audio/missing.mp3",
+        },  # nothing readable
         {**good_qa, "task_id": 103, "question": ""},  # malformed: empty question
-        {"task_id": 104, "task_type": "qa", "choices": [{"choice_id": 3, "choice": "x"}]},  # malformed: keys missing
+        {
+            "task_id": 104,
+            "task_type": "qa",
+            "choices": [{"choice_id": 3, "choice": "x"}],
+        },  # malformed: keys missing
         {**good_qa, "task_id": 105, "task_type": "ranking"},  # unknown type: no file takes it
         {**good_qa, "task_id": None},  # no usable task_id: answered under its position
         "not a record",
@@ -74,7 +97,12 @@ def broken_split(sample_tasks: Path, tmp_path: Path) -> Path:
 def test_bad_tasks_get_fallbacks_and_the_others_model_answers(sample_tasks: Path, tmp_path: Path):
     tasks_path = broken_split(sample_tasks, tmp_path)
     out = tmp_path / "out"
-    assert run.main(["--input_path", str(tasks_path), "--output_dir", str(out), "--config", "tiny", "--no_progress"]) == 0
+    assert (
+        run.main(
+            ["--input_path", str(tasks_path), "--output_dir", str(out), "--config", "tiny", "--no_progress"]
+        )
+        == 0
+    )
     qa, errors = read(out, CLASSIFICATION_FILE), read(out, ERRORS_FILE)
     by_key = {}
     for e in errors:
@@ -93,7 +121,9 @@ def test_bad_tasks_get_fallbacks_and_the_others_model_answers(sample_tasks: Path
     assert validate.main(["predictions", str(out / CLASSIFICATION_FILE)]) == 0
 
 
-def test_a_model_error_in_one_task_costs_only_that_task(sample_tasks: Path, tiny_model, tiny_cfg, monkeypatch):
+def test_a_model_error_in_one_task_costs_only_that_task(
+    sample_tasks: Path, tiny_model, tiny_cfg, monkeypatch
+):
     records = json.loads(sample_tasks.read_text())
     runner = Runner(tiny_model, tiny_cfg)
     original = tiny_model.answer
@@ -114,7 +144,9 @@ def test_a_model_error_in_one_task_costs_only_that_task(sample_tasks: Path, tiny
 def test_unusable_tasks_file_exits_2(tmp_path: Path, capsys, content, message):
     path = tmp_path / "tasks.json"
     path.write_text(content)
-    assert run.main(["--input_path", str(path), "--output_dir", str(tmp_path / "out"), "--config", "tiny"]) == 2
+    assert (
+        run.main(["--input_path", str(path), "--output_dir", str(tmp_path / "out"), "--config", "tiny"]) == 2
+    )
     assert str(path) in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -122,7 +154,10 @@ def test_unusable_tasks_file_exits_2(tmp_path: Path, capsys, content, message):
 def test_missing_tasks_file_and_bad_config_exit_2(tmp_path: Path, capsys):
     assert run.main(["--input_path", str(tmp_path / "nope.json"), "--config", "tiny"]) == 2
     assert "nope.json" in capsys.readouterr().err
-    assert run.main(["--input_path", str(tmp_path / "nope.json"), "--config", "tiny", "--set", "fusion.dpeth=2"]) == 2
+    assert (
+        run.main(["--input_path", str(tmp_path / "nope.json"), "--config", "tiny", "--set", "fusion.dpeth=2"])
+        == 2
+    )
     assert "dpeth" in capsys.readouterr().err
 
 

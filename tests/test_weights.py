@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
-import subprocess
-import tempfile
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from debian_media import debian_file
 
 from solution import KIT_ROOT
 from solution import weights as W
@@ -323,32 +321,7 @@ LIBRIVOX = "usr/share/pocketsphinx/test/data/librivox"
 @pytest.fixture(scope="module")
 def librivox() -> Path:
     """Folder with the pocketsphinx-testdata LibriVox wavs + `transcription` (Debian package, cached)."""
-    cache = KIT_ROOT / ".cache" / "debian" / "pocketsphinx-testdata"
-    if not (cache / LIBRIVOX / "transcription").is_file():
-        if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
-            pytest.skip("pocketsphinx-testdata unavailable: apt-get/dpkg-deb not found (not a Debian system)")
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
-            try:
-                subprocess.run(
-                    ["apt-get", "download", "pocketsphinx-testdata"],
-                    cwd=tmp,
-                    check=True,
-                    capture_output=True,
-                    timeout=120,
-                )
-                deb = next(Path(tmp).glob("pocketsphinx-testdata_*.deb"))
-                subprocess.run(
-                    ["dpkg-deb", "-x", str(deb), f"{tmp}/x"], check=True, capture_output=True, timeout=60
-                )
-            except (subprocess.SubprocessError, OSError, StopIteration) as err:
-                detail = getattr(err, "stderr", b"") or b""
-                pytest.skip(
-                    f"could not fetch the Debian package pocketsphinx-testdata ({err} {detail.decode()[-300:]})"
-                )
-            shutil.rmtree(cache, ignore_errors=True)
-            Path(f"{tmp}/x").rename(cache)
-    return cache / LIBRIVOX
+    return debian_file("pocketsphinx-testdata", f"{LIBRIVOX}/transcription").parent
 
 
 def read_wav_16k(path: Path) -> np.ndarray:
@@ -488,7 +461,8 @@ def test_smollm2_reload_matches_gguf_reference_and_chats(pocket):
 def test_efficientnet_features_and_logits(pocket):
     import torch
 
-    from solution.encoders.efficientnet import build_efficientnet_lite0, pooled_features, preprocess_images
+    from solution.encoders.efficientnet import build_efficientnet_lite0
+    from solution.encoders.vision import preprocess_frames
 
     folder = pocket["vision"]
     config = json.loads((folder / "config.json").read_text())
@@ -497,10 +471,10 @@ def test_efficientnet_features_and_logits(pocket):
     yy, xx = np.mgrid[0:240, 0:320]
     stripes = np.stack([(xx // 20 % 2) * 255] * 3, -1).astype(np.uint8)
     gradient = np.stack([xx * 255 // 320, yy * 255 // 240, np.full_like(xx, 128)], -1).astype(np.uint8)
-    x = preprocess_images(np.stack([stripes, gradient]), mean=config["mean"], std=config["std"])
+    x = preprocess_frames(np.stack([stripes, gradient]), 224, config["mean"], config["std"])
     assert x.shape == (2, 3, 224, 224)
     with torch.inference_mode():
-        feats = pooled_features(model, x)
+        feats = model.extract_features(x).mean((2, 3))
         probs = model(x).softmax(-1)
     assert feats.shape == (2, 1280) and torch.isfinite(feats).all()
     assert (feats[0] - feats[1]).abs().max() > 0.1
