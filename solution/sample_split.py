@@ -25,12 +25,7 @@ FPS = 10.0
 AUDIO_RATE = 16000
 NOT_ENOUGH = "Not enough information to answer"
 CAPTION_QUESTION = "Describe this video in detail."
-COLOURS: dict[str, synth.Colour] = {
-    "red": (220, 30, 30),
-    "green": (30, 170, 60),
-    "blue": (40, 60, 220),
-    "yellow": (230, 210, 40),
-}
+COLOURS: dict[str, synth.Colour] = {name: synth.PALETTE[name] for name in ("red", "green", "blue", "yellow")}
 COUNTS = ("One", "Two", "Three", "Four")
 DIRECTIONS = ("From left to right", "From right to left", "Upwards", "Downwards")
 

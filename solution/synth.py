@@ -26,6 +26,15 @@ LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}  # channel count -> FFmpeg layout
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 TIME_BASE = Fraction(1, 1000)  # millisecond pts for variable-frame-rate videos
 Colour = tuple[int, int, int]
+PALETTE: dict[str, Colour] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 60),
+    "blue": (40, 60, 220),
+    "yellow": (230, 210, 40),
+    "purple": (150, 50, 200),
+    "cyan": (40, 200, 210),
+}
+"""Named colours of the synthetic clips, far apart in RGB so that decoding noise cannot confuse them."""
 
 
 def _add_audio_stream(

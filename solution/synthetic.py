@@ -65,14 +65,7 @@ MOTION_START = (0.0, 0.4)  # the square starts moving at a random fraction of th
 MIN_MOTION, MOTION_END = 0.5, 0.9  # it moves for at least this fraction and stops by this one
 CAPTION_QUESTION = "Describe this video in detail."
 
-COLOURS: dict[str, synth.Colour] = {
-    "red": (220, 30, 30),
-    "green": (30, 170, 60),
-    "blue": (40, 60, 220),
-    "yellow": (230, 210, 40),
-    "purple": (150, 50, 200),
-    "cyan": (40, 200, 210),
-}
+COLOURS: dict[str, synth.Colour] = synth.PALETTE
 DIRECTIONS = {
     "right": "From left to right",
     "left": "From right to left",
