@@ -22,7 +22,7 @@ from . import heads
 from .config import KitConfig, resolve_path
 from .encoders.audio import build_audio_encoder
 from .encoders.vision import build_vision_tower, pool_video_tokens, preprocess_frames, top_tags
-from .errors import WeightsError
+from .errors import ConfigError, WeightsError
 from .fusion import Projector, Stream, build_fusion
 from .llm import attach_lora, load_adapter, load_llm, placeholder_ids
 from .media.video import Frames
@@ -53,8 +53,8 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise WeightsError(
-            "runtime.device=cuda but no CUDA device is available; use runtime.device=cpu or auto"
+        raise ConfigError(
+            "runtime.device: cuda was asked for but no CUDA device is available; use cpu or auto"
         )
     return torch.device(name)
 
@@ -86,6 +86,7 @@ class TriModalModel(nn.Module):
     # -- encoders -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, frames: Frames | None, wave: np.ndarray | None) -> Encoded:
+        """Run the frozen encoders on whatever media the task has (either may be None)."""
         out = Encoded()
         # encoders run in their own dtype: bf16 autocast is for the LLM only
         if frames is not None:
