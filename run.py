@@ -16,7 +16,24 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no network in the contest: never try the hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-DEFAULT_CONFIG = "pocket"  # the submission builder ships the `contest` preset as the default instead
+KIT_ROOT = Path(__file__).resolve().parent
+DEFAULT_CONFIG = "pocket"
+DEFAULT_CONFIG_FILE = KIT_ROOT / "default_config"
+"""One line: the preset name, or the YAML file / checkpoint folder (relative to the kit root), that --config
+defaults to. Only submission ZIPs carry it (`python -m solution.submission build` writes it); the repository has
+none and defaults to pocket."""
+VENDOR_DIR = KIT_ROOT / "vendor"
+"""Libraries shipped inside a submission ZIP (wheels unpacked by the builder): importable before site-packages."""
+if VENDOR_DIR.is_dir():
+    sys.path.insert(1, str(VENDOR_DIR))
+
+
+def default_config() -> str:
+    """The --config default: what the kit root's default_config file names, else DEFAULT_CONFIG."""
+    value = DEFAULT_CONFIG_FILE.read_text(encoding="utf-8").strip() if DEFAULT_CONFIG_FILE.is_file() else ""
+    if not value:
+        return DEFAULT_CONFIG
+    return str(KIT_ROOT / value) if (KIT_ROOT / value).exists() else value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -25,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--input_path", required=True, type=Path, help="the tasks JSON (media paths relative to it)"
     )
     p.add_argument("--output_dir", type=Path, default=Path("output_path_from_job"), help="where outputs go")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="preset name, YAML file or checkpoint folder")
+    p.add_argument("--config", default=default_config(), help="preset name, YAML file or checkpoint folder")
     p.add_argument(
         "--set",
         dest="overrides",
