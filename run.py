@@ -9,6 +9,7 @@ its fallback answer, see errors.json), 2 unusable tasks file or config.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -54,6 +55,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--adapter", help="trained checkpoint folder (shortcut for --config DIR)")
     p.add_argument("--keying", choices=["task_id", "position"], help="output keys (default: the config's)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--time_budget", type=float, metavar="SECONDS",
+                   help="wall-clock budget of the whole run; the run steps down to cheaper settings to keep it "
+                        "(default: the config's runtime.time_budget_s, 3.5 h less 10 min)")  # fmt: skip
+    p.add_argument("--no_resume", action="store_true",
+                   help="ignore the output folder's journal.jsonl and answer every task afresh")  # fmt: skip
+    p.add_argument("--media_root", action="append", default=[], type=Path, metavar="DIR",
+                   help="a folder media may be read from besides the tasks file's folder (repeatable)")  # fmt: skip
+    p.add_argument("--allow_any_media_path", action="store_true",
+                   help="read media wherever the records point (../, absolute paths, symlinks out)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -67,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()  # one progress bar: the tasks'
     overrides = list(args.overrides) + ([f"runtime.keying={args.keying}"] if args.keying else [])
+    overrides += [f"runtime.time_budget_s={args.time_budget}"] if args.time_budget is not None else []
+    overrides += ["runtime.resume=false"] if args.no_resume else []
+    overrides += ["runtime.allow_any_media_path=true"] if args.allow_any_media_path else []
+    if args.media_root:
+        overrides.append(f"runtime.media_roots={json.dumps([str(p.resolve()) for p in args.media_root])}")
     try:
         cfg = load_config(args.adapter or args.config, overrides)
     except ConfigError as exc:

@@ -228,10 +228,26 @@ class RuntimeConfig:
     """Seed for random initialisation (tiny models, untrained fusion)."""
     threads: int = 0
     """torch CPU threads; 0 = torch's default."""
+    time_budget_s: float = 3.5 * 3600 - 600
+    """Wall-clock seconds the whole run may take (the contest's 3.5 h less a 10-minute margin). When the
+    projected end passes it, the runner steps down to cheaper settings, then to fallback answers (see
+    runner.LEVELS)."""
+    resume: bool = True
+    """Reuse the answers journalled in the output folder (journal.jsonl) by an earlier run on the same tasks
+    file and config, e.g. one that was killed; false = start afresh."""
+    media_roots: list[str] = field(default_factory=list)
+    """Folders media may be read from besides the tasks file's own folder (relative: from the kit root)."""
+    allow_any_media_path: bool = False
+    """Read media wherever a record points (absolute paths, ../, symlinks out of the folder); false = media
+    outside the tasks file's folder and media_roots are not read (an errors.json line says so)."""
+    max_question_chars: int = 2000
+    """Longer questions and option texts are cut in the middle (head and tail kept) before the prompt."""
 
     def __post_init__(self) -> None:
         _one_of(self.device, "runtime.device", ("auto", "cpu", "cuda"))
         _one_of(self.keying, "runtime.keying", ("task_id", "position"))
+        _check(self.time_budget_s > 0, "runtime.time_budget_s", "must be > 0 seconds")
+        _check(self.max_question_chars >= 100, "runtime.max_question_chars", "must be >= 100")
 
 
 @dataclass
@@ -265,7 +281,7 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def build_dataclass(cls: type, data: Any, prefix: str) -> Any:
     """Instantiate dataclass `cls` from a mapping, rejecting unknown fields and wrong types by name."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(data).__name__}")
@@ -280,7 +296,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     for name, value in data.items():
         hint, where = hints[name], f"{prefix}{name}"
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{where}.")
+            kwargs[name] = build_dataclass(hint, value, f"{where}.")
         else:
             kwargs[name] = _coerce(value, hint, where)
     return cls(**kwargs)
@@ -351,7 +367,7 @@ def load_config(source: str | Path = "pocket", overrides: list[str] | tuple[str,
         _anchor_checkpoint_paths(data, checkpoint)
     for override in overrides:
         data = _merge(data, parse_override(override))
-    return _build(KitConfig, data, "")
+    return build_dataclass(KitConfig, data, "")
 
 
 def _anchor_checkpoint_paths(data: dict, checkpoint: Path) -> None:

@@ -21,7 +21,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        # backslashreplace: a lone surrogate (legal in a JSON string, e.g. "\ud800" in a task_id) is written
+        # as the JSON escape it came from instead of failing to encode
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
             json.dump(data, f, ensure_ascii=False, indent=1)
             f.write("\n")
             f.flush()

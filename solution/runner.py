@@ -1,18 +1,30 @@
-"""The main job: tasks file → media → model → the contest's output files, with nothing lost.
+"""The main job: tasks file → media → model → the contest's output files; nothing lost, on time, resumable.
 
-Every task gets a well-typed answer. A bad record or a model error gives that task a fallback answer (QA: a valid
-choice_id, captioning: a non-empty caption) and a line in errors.json; unreadable media only removes that
-modality (the model answers from what is left) and is noted there too.
+Every task gets a well-typed answer. A bad record or a model error gives that task a fallback answer (QA: a
+valid choice_id, captioning: a non-empty caption) and a line in errors.json; unreadable media only removes
+that modality (the model answers from what is left) and is noted there too.
+
+- **Time budget** (`runtime.time_budget_s`): `Budget` projects the run's end (elapsed + remaining tasks ×
+  recent mean seconds per task) and, when it would pass the budget, steps down through `LEVELS`: cheaper
+  settings of the already-built model (`level_config`, installed per task by `model_settings`), then fallback
+  answers.
+- **Resume** (`runtime.resume`): every finished task is journalled (`journal.py`); a rerun on the same inputs
+  reuses those answers, so a killed run resumed gives the same output files as an uninterrupted one.
+- **Confinement**: media are read only inside the tasks file's folder and `runtime.media_roots` (symlinks
+  resolved) unless `runtime.allow_any_media_path`; a path outside gets an errors.json line and is not read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import sys
 import time
 import traceback
-from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +32,29 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from .config import KitConfig
+from .config import KitConfig, MediaConfig, resolve_path
 from .errors import KitError, MediaError, TaskError
+from .journal import Journal, journal_header, open_journal
 from .media.audio import task_audio
 from .media.video import read_frames
 from .outputs import write_outputs
-from .tasks import Task, load_task_file, parse_task
+from .tasks import Choice, Task, load_task_file, parse_task
 
 STAGES = ("decode", "encoders", "fusion", "llm")
+TASK_TYPES = ("qa", "captioning")
+
+LEVELS = {
+    0: "the config's settings",
+    1: "half the frames, no speech transcript",
+    2: "a quarter of the frames, 1 video token per frame group, audio <= 30 s, captions <= 16 new tokens",
+    3: "fallback answers, the model is not run",
+}
+"""Step-down levels of the time budget, from the config's own settings to fallback answers."""
+FALLBACK_LEVEL = 3
+LEVEL2_AUDIO_SECONDS = 30.0
+LEVEL2_MAX_NEW_TOKENS = 16
+CUT_MARK = " [...] "
+OUTSIDE_ROOTS = "outside the tasks folder and runtime.media_roots, not read"
 
 
 class StageTimer:
@@ -45,25 +72,211 @@ class StageTimer:
             self.totals[name] += time.perf_counter() - start
 
 
+# -- time budget ---------------------------------------------------------------------------------------------
+
+
+def level_config(cfg: KitConfig, level: int) -> KitConfig:
+    """The settings of step-down `level` (LEVELS): `cfg` itself at level 0, cheaper copies at 1 and 2."""
+    if level == 0 or level >= FALLBACK_LEVEL:
+        return cfg
+    media, vision, generation = cfg.media, cfg.vision, cfg.generation
+    media = dataclasses.replace(media, num_frames=max(1, media.num_frames // (2 if level == 1 else 4)))
+    audio = dataclasses.replace(cfg.audio, transcribe=False)
+    if level >= 2:
+        media = dataclasses.replace(
+            media, max_audio_seconds=min(media.max_audio_seconds, LEVEL2_AUDIO_SECONDS)
+        )
+        vision = dataclasses.replace(vision, spatial_tokens=1)
+        generation = dataclasses.replace(
+            generation, max_new_tokens=min(generation.max_new_tokens, LEVEL2_MAX_NEW_TOKENS)
+        )
+    return dataclasses.replace(cfg, media=media, vision=vision, audio=audio, generation=generation)
+
+
+@contextmanager
+def model_settings(model: Any, cfg: KitConfig) -> Iterator[None]:
+    """Let the built model answer one task with `cfg` (a step-down level's settings), then restore its own.
+
+    The model reads its settings from `model.cfg` (pooling, prompt, generation length) and its audio encoder
+    from `model.audio.cfg` (transcript on/off) at call time, so installing a cheaper config is all a step-down
+    needs: no rebuild, no reload.
+    """
+    audio = getattr(model, "audio", None)
+    saved_model, saved_audio = getattr(model, "cfg", None), getattr(audio, "cfg", None)
+    model.cfg = cfg
+    if audio is not None:
+        audio.cfg = cfg.audio
+    try:
+        yield
+    finally:
+        model.cfg = saved_model
+        if audio is not None:
+            audio.cfg = saved_audio
+
+
+class Budget:
+    """Decides the level of each task so that the run ends within `seconds` of `started` (monotonic clock).
+
+    Before each task it projects the end: elapsed + tasks left × mean seconds of the last `window` tasks at
+    the current level (the run's first task, which pays for warm-up, is not counted). Past the budget, it
+    steps down one level (and waits for `min_samples` tasks at the new level before judging again); at level 2
+    it goes on while one more task fits, then answers the rest with fallbacks. Levels only go down.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        started: float,
+        window: int = 20,
+        min_samples: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.seconds, self.started, self.clock, self.min_samples = seconds, started, clock, min_samples
+        self.level = 0
+        self.recent: deque[float] = deque(maxlen=window)
+        self.step_downs: list[dict[str, Any]] = []
+        self._first = True
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def level_for(self, index: int, tasks_left: int) -> int:
+        """The level for the task at `index`, with `tasks_left` tasks (this one included) still to compute."""
+        if self.level >= FALLBACK_LEVEL:
+            return self.level
+        elapsed = self.elapsed()
+        mean = sum(self.recent) / len(self.recent) if len(self.recent) >= self.min_samples else None
+        if elapsed >= self.seconds or (mean is not None and elapsed + mean > self.seconds):
+            self._step(FALLBACK_LEVEL, index, elapsed, mean, tasks_left)
+        elif (
+            mean is not None
+            and elapsed + tasks_left * mean > self.seconds
+            and self.level < FALLBACK_LEVEL - 1
+        ):
+            self._step(self.level + 1, index, elapsed, mean, tasks_left)
+        return self.level
+
+    def record(self, seconds: float) -> None:
+        """Seconds the last computed task took at the current level."""
+        if self._first:
+            self._first = False
+        else:
+            self.recent.append(seconds)
+
+    def _step(self, level: int, index: int, elapsed: float, mean: float | None, tasks_left: int) -> None:
+        self.step_downs.append({
+            "level": level,
+            "from_index": index,
+            "elapsed_s": round(elapsed, 3),
+            "projected_s": None if mean is None else round(elapsed + tasks_left * mean, 3),
+            "tasks_left": tasks_left,
+        })  # fmt: skip
+        why = (
+            f"{elapsed:.1f} s elapsed"
+            if mean is None
+            else f"projected end {elapsed + tasks_left * mean:.1f} s"
+        )
+        print(f"time budget {self.seconds:.0f} s: {why}; stepping down to level {level} ({LEVELS[level]}) "
+              f"from task index {index}", file=sys.stderr)  # fmt: skip
+        self.level = level
+        self.recent.clear()
+
+
+# -- one task's outcome --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one task came to; journalled as one line and replayed, in file order, into a RunResult."""
+
+    index: int
+    key: str | None
+    task_type: str | None
+    value: int | str | None
+    source: str  # model | degraded (a medium or some text dropped) | fallback
+    level: int
+    problems: list[tuple[str, str]]  # (stage, reason)
+    seconds: float = 0.0
+    reused: bool = False  # taken from the journal of an earlier run
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("reused")
+        return data
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> Outcome | None:
+        """The outcome journalled in `entry`; None when the entry is not a well-typed outcome."""
+        try:
+            outcome = cls(
+                **{**entry, "problems": [(str(s), str(r)) for s, r in entry["problems"]]}, reused=True
+            )
+        except (TypeError, ValueError, KeyError):
+            return None
+        value = outcome.value
+        if outcome.task_type == "qa" and not (isinstance(value, int) and not isinstance(value, bool)):
+            return None
+        if outcome.task_type == "captioning" and not (isinstance(value, str) and value.strip()):
+            return None
+        return outcome
+
+
+def type_label(task_type: Any) -> str | None:
+    """A record's task_type as a summary label: a string or null as it is, other JSON values as JSON."""
+    if task_type is None or isinstance(task_type, str):
+        return task_type
+    return json.dumps(task_type, ensure_ascii=False)[:40]
+
+
 @dataclass
 class RunResult:
     qa: dict[str, int] = field(default_factory=dict)
     captions: dict[str, str] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    tasks: list[dict[str, Any]] = field(default_factory=list)  # per task: key, type, seconds, source
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # per task: key, type, source, level, seconds
     load_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    time_budget_s: float | None = None
+    elapsed_s: float = 0.0
+    step_downs: list[dict[str, Any]] = field(default_factory=list)
+    journal_note: str = ""
+
+    def add(self, o: Outcome) -> None:
+        """Take one task's outcome: its answer (the first task of a key wins), its error lines, its timing."""
+        problems = list(o.problems)
+        if o.task_type in TASK_TYPES:
+            if o.key in self.qa or o.key in self.captions:
+                problems.append(("record", f"duplicate key {o.key!r}: the earlier task's answer was kept"))
+            elif o.task_type == "qa":
+                self.qa[o.key] = o.value
+            else:
+                self.captions[o.key] = o.value
+        for stage, reason in problems:
+            self.errors.append({"index": o.index, "task_id": o.key, "stage": stage, "reason": reason,
+                                "fallback": o.source == "fallback"})  # fmt: skip
+        self.tasks.append({"key": o.key, "task_type": o.task_type, "source": o.source, "level": o.level,
+                           "seconds": o.seconds, "reused": o.reused})  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
         n = len(self.tasks)
+        computed = sum(not t["reused"] for t in self.tasks)
         seconds = [t["seconds"] for t in self.tasks]
         return {
             "tasks": n,
             "by_type": dict(Counter(t["task_type"] for t in self.tasks)),
             "by_source": dict(Counter(t["source"] for t in self.tasks)),
+            "by_level": {str(k): v for k, v in sorted(Counter(t["level"] for t in self.tasks).items())},
+            "levels": {str(k): v for k, v in LEVELS.items()},
+            "step_downs": self.step_downs,
+            "time_budget_s": self.time_budget_s,
+            "elapsed_s": self.elapsed_s,
+            "reused_from_journal": n - computed,
+            "journal": self.journal_note,
             "mean_seconds_per_task": sum(seconds) / n if n else 0.0,
             "model_load_seconds": self.load_seconds,
-            "stage_seconds_per_task": {s: self.stage_seconds.get(s, 0.0) / n if n else 0.0 for s in STAGES},
+            "stage_seconds_per_task": {
+                s: self.stage_seconds.get(s, 0.0) / computed if computed else 0.0 for s in STAGES
+            },
             "per_task": self.tasks,
         }
 
@@ -91,21 +304,73 @@ def record_key(record: Any, index: int, keying: str) -> str | None:
     return str(task_id)
 
 
+def clip_middle(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, keeping its head and tail (where a question usually is)."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(CUT_MARK)
+    head = (keep + 1) // 2
+    return text[:head] + CUT_MARK + text[len(text) - (keep - head) :]
+
+
+def outside_roots(path: Path, roots: list[Path]) -> bool:
+    """Whether `path`, symlinks resolved, lies outside every one of `roots` (already resolved)."""
+    real = Path(os.path.realpath(path))
+    return not any(real.is_relative_to(root) for root in roots)
+
+
+# -- the runner ----------------------------------------------------------------------------------------------
+
+
 class Runner:
     """Answers tasks one by one with a built model; collects answers, errors and timings."""
 
-    def __init__(self, model, cfg: KitConfig, model_error: Exception | None = None):
-        assert (model is None) != (model_error is None), "give either a model or the reason there is none"
+    def __init__(
+        self, model, cfg: KitConfig, model_error: Exception | None = None, budget: Budget | None = None
+    ):
         self.model = model
         self.cfg = cfg
         self.model_error = model_error
+        self.budget = budget
         self.timer = StageTimer()
 
-    def load_media(self, task: Task):
+    def media_roots(self, root: Path) -> list[Path] | None:
+        """The folders media may come from (symlinks resolved); None when any path is allowed."""
+        runtime = self.cfg.runtime
+        if runtime.allow_any_media_path:
+            return None
+        folders = [Path(root), *(resolve_path(p) for p in runtime.media_roots)]
+        return [Path(os.path.realpath(folder)) for folder in folders]
+
+    def prepare(self, task: Task, roots: list[Path] | None) -> tuple[Task, list[tuple[str, str]]]:
+        """The task without media outside `roots` and with overlong text cut; a problem for each change."""
+        problems: list[tuple[str, str]] = []
+        media = {}
+        for name in ("video", "audio"):
+            path = getattr(task, name)
+            if path is not None and roots is not None and outside_roots(path, roots):
+                real = os.path.realpath(path)
+                where = f" (resolves to {real})" if str(real) != str(path) else ""
+                allow = "allow it with --media_root DIR or --allow_any_media_path"
+                problems.append((name, f"{path}{where}: {OUTSIDE_ROOTS} ({allow})"))
+                media[name] = None
+        limit = self.cfg.runtime.max_question_chars
+        question = clip_middle(task.question, limit)
+        if question != task.question:
+            problems.append(("text", f"question of {len(task.question)} characters cut to {len(question)} "
+                                     "(head and tail kept)"))  # fmt: skip
+        choices = tuple(Choice(c.choice_id, clip_middle(c.text, limit)) for c in task.choices)
+        if choices != task.choices:
+            problems.append(
+                ("text", f"option text(s) longer than {limit} characters cut (head and tail kept)")
+            )
+        return dataclasses.replace(task, question=question, choices=choices, **media), problems
+
+    def load_media(self, task: Task, media: MediaConfig | None = None):
         """Frames and waveform for a task; unreadable media become (None, problem) instead of an exception."""
         problems: list[tuple[str, str]] = []
         frames = wave = None
-        media = self.cfg.media
+        media = media or self.cfg.media
         with self.timer.stage("decode"):
             if task.video is not None:
                 try:
@@ -118,18 +383,22 @@ class Runner:
                     problems.append(("audio", source))
         return frames, wave, problems
 
-    def answer(self, task: Task):
-        """Run the model on one parsed task; returns (answer value, problems)."""
+    def answer(self, task: Task, level: int = 0, roots: list[Path] | None = None):
+        """Run the model on one parsed task at a step-down level; returns (answer value, problems)."""
         if self.model is None:
-            raise self.model_error
-        frames, wave, problems = self.load_media(task)
+            raise self.model_error or KitError("no model was built")
+        cfg = level_config(self.cfg, level)
+        task, problems = self.prepare(task, roots)
+        frames, wave, media_problems = self.load_media(task, cfg.media)
+        problems += media_problems
         model = self.model
-        with torch.inference_mode(), self.timer.stage("encoders"):
-            encoded = model.encode(frames, wave)
-        with torch.inference_mode(), self.timer.stage("fusion"):
-            prefix = model.prefix_embeds(task, encoded)
-        with torch.inference_mode(), self.timer.stage("llm"):
-            answer = model.answer(task, prefix)
+        with model_settings(model, cfg) if level else nullcontext():
+            with torch.inference_mode(), self.timer.stage("encoders"):
+                encoded = model.encode(frames, wave)
+            with torch.inference_mode(), self.timer.stage("fusion"):
+                prefix = model.prefix_embeds(task, encoded)
+            with torch.inference_mode(), self.timer.stage("llm"):
+                answer = model.answer(task, prefix)
         if task.task_type == "qa":
             assert answer.choice_id in {c.choice_id for c in task.choices}, answer.choice_id
             return answer.choice_id, problems
@@ -141,73 +410,116 @@ class Runner:
             caption = self.cfg.prompt.fallback_caption
         return caption, problems
 
-    def run(self, records: list, root: Path, progress: bool = True) -> RunResult:
+    def answer_record(self, record: Any, index: int, root: Path, level: int = 0,
+                      roots: list[Path] | None = None) -> Outcome:  # fmt: skip
+        """One record's outcome: the model's answer, or a fallback with the reason."""
+        key = record_key(record, index, self.cfg.runtime.keying)
+        task_type = type_label(record.get("task_type") if isinstance(record, dict) else None)
+        source, value, problems = "model", None, []
+        try:
+            task = parse_task(record, index, root)
+            if level >= FALLBACK_LEVEL:
+                source = "fallback"
+                budget = self.cfg.runtime.time_budget_s
+                problems = [("budget", f"time budget of {budget:.0f} s: not enough time left for the model, "
+                                       "the fallback answer was written")]  # fmt: skip
+            else:
+                value, problems = self.answer(task, level, roots)
+                source = "degraded" if problems else "model"
+        except TaskError as exc:
+            source, problems = "fallback", [("record", str(exc))]
+        except Exception as exc:  # a model error in one task must not cost the others their answers
+            source, problems = "fallback", [("model", f"{type(exc).__name__}: {exc}")]
+            traceback.print_exc(limit=3, file=sys.stderr)
+        if task_type not in TASK_TYPES:
+            reason = f"task_type {task_type!r} is neither 'qa' nor 'captioning': no answer file takes it"
+            problems.append(("record", reason))
+        elif key is None:
+            key = str(index)
+            problems.append(("record", f"no usable task_id: answered under its position {index}"))
+        if source == "fallback" and task_type in TASK_TYPES:
+            value = fallback_choice(record) if task_type == "qa" else self.cfg.prompt.fallback_caption
+        return Outcome(index, key, task_type, value, source, level, problems)
+
+    def run(
+        self,
+        records: list,
+        root: Path,
+        progress: bool = True,
+        journal: Journal | None = None,
+        reused: dict[int, Outcome] | None = None,
+    ) -> RunResult:
+        """Answer `records` in order. Tasks in `reused` (by index, from a journal) are taken as they are; the
+        others are computed and, when `journal` is given, journalled (not the time budget's fallbacks, nor
+        answers without a model).
+        """
         result = RunResult()
-        keying = self.cfg.runtime.keying
+        reused = reused or {}
+        roots = self.media_roots(root)
+        to_compute = sum(1 for i in range(len(records)) if i not in reused)
         for index, record in enumerate(
             tqdm(records, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
         ):
-            start = time.perf_counter()
-            key = record_key(record, index, keying)
-            task_type = record.get("task_type") if isinstance(record, dict) else None
-            source, value, problems = "model", None, []
-            try:
-                task = parse_task(record, index, root)
-                value, problems = self.answer(task)
-                source = "degraded" if problems else "model"
-            except TaskError as exc:
-                source, problems = "fallback", [("record", str(exc))]
-            except Exception as exc:  # a model error in one task must not cost the others their answers
-                source, problems = "fallback", [("model", f"{type(exc).__name__}: {exc}")]
-                traceback.print_exc(limit=3, file=sys.stderr)
-            if task_type not in ("qa", "captioning"):
-                problems.append(
-                    (
-                        "record",
-                        f"task_type {task_type!r} is neither 'qa' nor 'captioning': no answer file takes it",
-                    )
-                )
-            elif key is None:
-                key = str(index)
-                problems.append(("record", f"no usable task_id: answered under its position {index}"))
-            if source == "fallback" and task_type in ("qa", "captioning"):
-                value = fallback_choice(record) if task_type == "qa" else self.cfg.prompt.fallback_caption
-            answers = result.qa if task_type == "qa" else result.captions
-            if task_type in ("qa", "captioning"):
-                if key in result.qa or key in result.captions:
-                    problems.append(("record", f"duplicate key {key!r}: the earlier task's answer was kept"))
-                else:
-                    answers[key] = value
-            for stage, reason in problems:
-                result.errors.append({"index": index, "task_id": key, "stage": stage, "reason": reason,
-                                      "fallback": source == "fallback"})  # fmt: skip
-            result.tasks.append({"key": key, "task_type": task_type, "source": source,
-                                 "seconds": time.perf_counter() - start})  # fmt: skip
+            outcome = reused.get(index)
+            if outcome is None:
+                level = self.budget.level_for(index, to_compute) if self.budget else 0
+                to_compute -= 1
+                start = time.perf_counter()
+                outcome = self.answer_record(record, index, root, level, roots)
+                outcome.seconds = time.perf_counter() - start
+                if level < FALLBACK_LEVEL:
+                    if self.budget:
+                        self.budget.record(outcome.seconds)
+                    if journal is not None and self.model is not None:
+                        journal.append(outcome.to_json())
+            result.add(outcome)
         result.stage_seconds = dict(self.timer.totals)
+        result.step_downs = list(self.budget.step_downs) if self.budget else []
         return result
 
 
-def run_tasks(tasks_path: Path, out_dir: Path, cfg: KitConfig, progress: bool = True) -> RunResult:
-    """Read the tasks file, build the model, answer every task and write the output files.
+def run_tasks(
+    tasks_path: Path, out_dir: Path, cfg: KitConfig, progress: bool = True, model: Any = None
+) -> RunResult:
+    """Read the tasks file, build the model (unless `model` is given), answer every task, write the outputs.
 
-    Raises TaskFileError when the tasks file itself is unusable (nothing is written then). When the model cannot
-    be built, every task gets its fallback answer, the reason goes to errors.json, and the KitError is re-raised
-    after the files are written.
+    Raises TaskFileError when the tasks file itself is unusable (nothing is written then). When the model
+    cannot be built, every task gets its fallback answer, the reason goes to errors.json, and the KitError is
+    re-raised after the files are written. Finished tasks are journalled in `out_dir`; a rerun on the same
+    tasks file and config reuses them (see journal.py). The journal is removed once the outputs hold every
+    task's final answer (it stays when the model could not be built or the time budget forced fallbacks, so a
+    rerun can improve on them). The time budget counts from this call.
     """
     from .model import build_model
 
-    tasks_path = Path(tasks_path)
+    started = time.monotonic()
+    tasks_path, out_dir = Path(tasks_path), Path(out_dir)
     records = load_task_file(tasks_path)
+    journal, done, note = open_journal(
+        out_dir, journal_header(tasks_path, cfg, len(records)), cfg.runtime.resume
+    )
+    reused = {i: o for i, entry in done.items() if (o := Outcome.from_json(entry)) is not None}
+    print(f"resume: {note}", file=sys.stderr)
+    build_error = None
     start = time.perf_counter()
-    model, build_error = None, None
-    try:
-        model = build_model(cfg)
-    except KitError as exc:  # answer everything with fallbacks so nothing is lost, then report the failure
-        build_error = exc
+    if model is None and len(reused) < len(records):  # with every task journalled, no model is needed
+        try:
+            model = build_model(cfg)
+        except KitError as exc:  # answer everything with fallbacks so nothing is lost, then report it
+            build_error = exc
     load_seconds = time.perf_counter() - start
-    result = Runner(model, cfg, build_error).run(records, tasks_path.parent, progress=progress)
+    runner = Runner(model, cfg, build_error, Budget(cfg.runtime.time_budget_s, started))
+    try:
+        result = runner.run(records, tasks_path.parent, progress=progress, journal=journal, reused=reused)
+    finally:
+        journal.close()
     result.load_seconds = load_seconds
+    result.time_budget_s = cfg.runtime.time_budget_s
+    result.journal_note = note
+    result.elapsed_s = time.monotonic() - started
     write_outputs(out_dir, result.qa, result.captions, result.errors, result.summary())
+    if build_error is None and all(t["level"] < FALLBACK_LEVEL for t in result.tasks):
+        journal.path.unlink(missing_ok=True)  # every answer is final and written: nothing left to resume
     if build_error is not None:
         raise build_error
     return result
@@ -216,12 +528,28 @@ def run_tasks(tasks_path: Path, out_dir: Path, cfg: KitConfig, progress: bool = 
 def format_summary(result: RunResult, out_dir: Path) -> str:
     s = result.summary()
     by_type = ", ".join(f"{k} {v}" for k, v in sorted(s["by_type"].items(), key=lambda kv: str(kv[0])))
-    by_source = s["by_source"]
+    source = {name: s["by_source"].get(name, 0) for name in ("model", "degraded", "fallback")}
     stages = ", ".join(f"{k} {v:.2f}" for k, v in s["stage_seconds_per_task"].items())
-    return "\n".join([
-        f"Answered {s['tasks']} tasks ({by_type}): {by_source.get('model', 0)} by the model, "
-        f"{by_source.get('degraded', 0)} with a modality missing, {by_source.get('fallback', 0)} fallbacks.",
-        f"Mean seconds per task: {s['mean_seconds_per_task']:.3f} ({stages}); model load {s['model_load_seconds']:.1f} s.",
-        f"Problems logged: {len(result.errors)} (see {Path(out_dir) / 'errors.json'}).",
-        f"Outputs written to {out_dir}/",
-    ])  # fmt: skip
+    levels = ", ".join(f"level {k}: {v}" for k, v in s["by_level"].items())
+    lines = [
+        f"Answered {s['tasks']} tasks ({by_type}): {source['model']} by the model, "
+        f"{source['degraded']} with a modality missing or text cut, {source['fallback']} fallbacks.",
+        f"Mean seconds per task: {s['mean_seconds_per_task']:.3f} ({stages}); "
+        f"model load {s['model_load_seconds']:.1f} s.",
+    ]
+    if s["time_budget_s"] is not None:
+        lines.append(
+            f"Time budget {s['time_budget_s']:.0f} s, used {s['elapsed_s']:.1f} s; tasks by level: {levels}."
+        )
+        for step in s["step_downs"]:
+            lines.append(f"  step-down to level {step['level']} ({LEVELS[step['level']]}) from task index "
+                         f"{step['from_index']} at {step['elapsed_s']:.1f} s")  # fmt: skip
+    refused = sum(OUTSIDE_ROOTS in e["reason"] for e in result.errors)
+    if refused:
+        lines.append(f"WARNING: {refused} media path(s) outside the tasks folder were not read "
+                     "(--media_root DIR or --allow_any_media_path allow them).")  # fmt: skip
+    if s["reused_from_journal"]:
+        lines.append(f"Resumed: {s['reused_from_journal']} task(s) reused from the journal.")
+    lines += [f"Problems logged: {len(result.errors)} (see {Path(out_dir) / 'errors.json'}).",
+              f"Outputs written to {out_dir}/"]  # fmt: skip
+    return "\n".join(lines)

@@ -152,7 +152,11 @@ def _describe(error: ValidationError) -> tuple[list[PathElem], str]:
     path: list[PathElem] = list(error.absolute_path)
     keyword, expected, value = error.validator, error.validator_value, error.instance
     if keyword == "required":
-        missing = next((k for k in expected if isinstance(value, dict) and k not in value), None)
+        # jsonschema reports each missing key as its own error ("'video' is a required property")
+        absent = [k for k in expected if isinstance(value, dict) and k not in value]
+        missing = next(
+            (k for k in absent if error.message.startswith(repr(k))), absent[0] if absent else None
+        )
         if missing is not None:
             return [*path, missing], "missing required key"
     if keyword == "type":

@@ -1,5 +1,10 @@
-"""Load audio as float32 mono at 16 kHz: decord first, PyAV as the fallback; and the contest's rule for which
-sound a task uses (its audio file, else the video's own sound track).
+"""Load audio as float32 mono at 16 kHz, and the contest's rule for which sound a task uses (its audio file,
+else the video's own sound track).
+
+decord decodes the whole track into memory before it can be cut (a 2-hour track: about 7 GB and 30 s or more),
+so it only reads files that are needed whole; a track longer than `max_seconds` (or of unknown length) is
+streamed by PyAV, which stops once `max_seconds` are decoded. PyAV is also the fallback when decord cannot
+read a file.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ def _decode_pyav(path: Path, max_samples: int | None) -> np.ndarray:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         chunks, count = [], 0
         for frame in container.decode(container.streams.audio[0]):
-            chunks += [out.to_ndarray()[0] for out in resampler.resample(frame)]
-            count += len(chunks[-1]) if chunks else 0
+            new = [out.to_ndarray()[0] for out in resampler.resample(frame)]
+            chunks += new
+            count += sum(len(chunk) for chunk in new)
             if max_samples is not None and count >= max_samples:
                 break
         else:
@@ -49,13 +55,20 @@ def _decode_pyav(path: Path, max_samples: int | None) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
 
-def _has_audio_stream(path: Path) -> bool:
-    """Whether the file's header lists an audio stream; False when the file cannot be opened at all."""
+def _probe_audio(path: Path) -> tuple[bool, float | None, bool]:
+    """From the header: whether the file lists an audio stream, the stream's seconds (None when not stated),
+    and whether the header could be read at all (if not, the decoders are left to report why)."""
     try:
         with av.open(str(path)) as container:
-            return bool(container.streams.audio)
+            if not container.streams.audio:
+                return False, None, True
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return True, float(stream.duration * stream.time_base), True
+            seconds = container.duration / av.time_base if container.duration is not None else None
+            return True, seconds, True
     except av.FFmpegError:
-        return True  # unreadable: let the decoders report why
+        return True, None, False
 
 
 def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray:
@@ -68,17 +81,22 @@ def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray
         raise ValueError(f"max_seconds must be positive, got {max_seconds}")
     if not path.is_file():
         raise MediaError(f"{path}: audio file not found")
-    if not _has_audio_stream(path):
+    has_audio, seconds, readable = _probe_audio(path)
+    if not has_audio:
         raise NoAudioStream(f"{path}: no audio stream (expected a file with a sound track)")
     max_samples = None if max_seconds is None else round(max_seconds * SAMPLE_RATE)
-    try:
-        wave = _decode_decord(path)
-    except Exception as decord_error:  # decord raises DECORDError or RuntimeError on bad files
+    wave, decord_reason = None, "not used (the track is longer than max_seconds or of unknown length)"
+    if max_seconds is None or not readable or (seconds is not None and seconds <= max_seconds):
+        try:
+            wave = _decode_decord(path)
+        except Exception as error:  # decord raises DECORDError or RuntimeError on bad files
+            decord_reason = _describe(error)
+    if wave is None:
         try:
             wave = _decode_pyav(path, max_samples)
         except Exception as error:
             raise MediaError(
-                f"{path}: cannot decode audio (decord: {_describe(decord_error)}; PyAV: {_describe(error)})"
+                f"{path}: cannot decode audio (decord: {decord_reason}; PyAV: {_describe(error)})"
             ) from error
     if wave.size == 0:
         raise MediaError(f"{path}: the audio stream decoded to no samples")
