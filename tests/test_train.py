@@ -1,0 +1,335 @@
+"""train_lora.py on the tiny preset and small synthetic splits: loss, batching, feature cache, checkpoints, resume,
+inference from the trained folder, two-process data parallelism."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from solution import KIT_ROOT, heads
+from solution.config import load_config
+from solution.errors import ConfigError, KitError
+from solution.feature_cache import FeatureCache
+from solution.model import FUSION_PREFIXES, Encoded, TriModalModel, build_model
+from solution.prompt import option_texts
+from solution.splits import load_split
+from solution.synthetic import make_synthetic_split
+from solution.train import (
+    IGNORE,
+    AnswerLoss,
+    TrainConfig,
+    answer_ids,
+    collate,
+    drop_modalities,
+    load_examples,
+    plan_step,
+    split_overrides,
+    train,
+    train_config,
+    trainable_names,
+)
+
+sys.path.insert(0, str(KIT_ROOT))
+import run  # noqa: E402  (the contest entry point at the kit root)
+import train_lora  # noqa: E402
+
+TINY = ["runtime.threads=1"]
+STEPS, EVAL_EVERY, BATCH = 6, 3, 4
+FAST = TrainConfig(
+    steps=STEPS, batch_size=BATCH, lr=1e-3, fusion_lr=1e-2, warmup_steps=2, eval_every=EVAL_EVERY
+)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory) -> dict[str, Path]:
+    """A 12-task training split and a 6-task dev split of the synthetic benchmark (2-second clips)."""
+    root = tmp_path_factory.mktemp("synth")
+    make_synthetic_split(root / "train", n_tasks=12, clip_seconds=2.0)
+    make_synthetic_split(root / "dev", n_tasks=6, clip_seconds=2.0, split="dev")
+    make_synthetic_split(root / "four", n_tasks=4, clip_seconds=2.0, seed=1)
+    return {name: root / name for name in ("train", "dev", "four")}
+
+
+@pytest.fixture(scope="module")
+def trained(splits, tmp_path_factory):
+    """One 6-step run (2 epochs of the 12 tasks, dev evaluation every 3 steps), counting encoder calls."""
+    root = tmp_path_factory.mktemp("run")
+    calls = []
+    original = TriModalModel.encode
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TriModalModel, "encode", lambda self, *a: calls.append(1) or original(self, *a))
+        result = train(load_config("tiny", TINY), FAST, splits["train"], root / "out", splits["dev"],
+                       cache_dir=root / "cache", progress=False)  # fmt: skip
+    return {"result": result, "out": root / "out", "cache": root / "cache", "encoder_calls": len(calls)}
+
+
+def one_task(split_dir: Path, kind: str):
+    examples = load_examples(load_split(split_dir))
+    return next(e for e in examples if e.task.task_type == kind)
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def test_train_config_from_flags_and_overrides():
+    kit, rest = split_overrides(["fusion.depth=2", "train.lr=0.01", "train.drop_audio=0"])
+    assert kit == ["fusion.depth=2"] and rest == ["lr=0.01", "drop_audio=0"]
+    cfg = train_config(rest, steps=7, batch_size=None)
+    assert (cfg.lr, cfg.drop_audio, cfg.steps, cfg.batch_size) == (0.01, 0.0, 7, TrainConfig().batch_size)
+    with pytest.raises(ConfigError, match=r"train: unknown field\(s\) \['lrr'\]"):
+        train_config(["lrr=1"])
+    with pytest.raises(ConfigError, match="train.drop_video"):
+        train_config(drop_video=0.7, drop_audio=0.6)
+    with pytest.raises(ConfigError, match="train.steps"):
+        train_config(steps=0)
+
+
+def test_targets_are_the_inference_continuations(splits, tiny_model):
+    qa, caption = one_task(splits["train"], "qa"), one_task(splits["train"], "captioning")
+    label = next(r for r in load_split(splits["train"]).records if r["task_id"] == qa.task.task_id)
+    position = [c.choice_id for c in qa.task.choices].index(label["correct_answer_choice_id"])
+    assert qa.targets == (option_texts(qa.task)[position],)
+    assert len(caption.targets) == 3  # the synthetic references
+    tokenizer = tiny_model.tokenizer
+    ids = answer_ids(tokenizer, qa.targets[0])
+    assert ids[-1] == tokenizer.eos_token_id
+    assert ids[:-1] == tokenizer(qa.targets[0], add_special_tokens=False).input_ids  # as heads.score_options
+
+
+def test_plan_is_deterministic_and_visits_every_example_once_per_epoch(splits, tiny_model):
+    examples = load_examples(load_split(splits["train"]))
+    cfg = TrainConfig(batch_size=4, drop_video=0.3, drop_audio=0.3)
+    plans = [plan_step(examples, tiny_model.tokenizer, cfg, seed=0, step=s) for s in range(6)]
+    assert plans == [plan_step(examples, tiny_model.tokenizer, cfg, seed=0, step=s) for s in range(6)]
+    visited = [p.example for plan in plans for p in plan]
+    assert sorted(visited[:12]) == sorted(visited[12:]) == list(range(12))  # two epochs
+    assert visited[:12] != visited[12:]  # reshuffled each epoch
+    assert not any(p.drop_video and p.drop_audio for plan in plans for p in plan)
+    always = TrainConfig(batch_size=4, drop_video=1.0, drop_audio=0.0)
+    assert all(p.drop_video for p in plan_step(examples, tiny_model.tokenizer, always, seed=0, step=0))
+
+
+def test_modality_dropout_removes_the_modality_and_its_text():
+    encoded = Encoded(
+        (torch.ones(2, 3), torch.zeros(2)), (torch.ones(4, 3), torch.zeros(4)), ["cat"], "hello"
+    )
+    no_video = drop_modalities(encoded, True, False)
+    assert no_video.video is None and no_video.tags == [] and no_video.audio is not None
+    no_audio = drop_modalities(encoded, False, True)
+    assert no_audio.audio is None and no_audio.transcript == "" and no_audio.tags == ["cat"]
+    assert drop_modalities(encoded, False, False) is encoded
+
+
+def test_collate_pads_right_and_labels_only_the_answer():
+    prefixes = [torch.ones(3, 2), 2 * torch.ones(5, 2)]
+    answers = [torch.full((2, 2), 7.0), torch.full((1, 2), 8.0)]
+    ids = [torch.tensor([11, 12]), torch.tensor([13])]
+    embeds, mask, labels = collate(prefixes, answers, ids)
+    assert embeds.shape == (2, 6, 2)
+    assert mask.tolist() == [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]
+    assert labels.tolist() == [[IGNORE] * 3 + [11, 12, IGNORE], [IGNORE] * 5 + [13]]
+    assert embeds[0, 3:5].eq(7).all() and embeds[0, 5].eq(0).all() and embeds[1, 5].eq(8).all()
+
+
+def test_training_loss_is_the_inference_option_score(splits):
+    """The loss of an option's tokens after the prompt is minus the heads' score of that option, summed."""
+    model = build_model(load_config("tiny", TINY), trainable=True).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.projector.proj.weight, std=0.5)  # fused features visible in the prompt
+        for name, p in model.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)
+    example = one_task(splits["train"], "qa")
+    encoded = FeatureCache(model, model.cfg, directory=None).get(example.task)
+    options = [model.tokenizer(t, add_special_tokens=False).input_ids for t in option_texts(example.task)]
+    with torch.no_grad():
+        scores = heads.score_options(model.llm, model.prefix_embeds(example.task, encoded), options)
+        losses = [AnswerLoss(model)([(example.task, encoded, ids)]) / len(ids) for ids in options]
+    assert torch.allclose(torch.stack(losses), -scores, atol=1e-4)
+
+
+def test_only_lora_fusion_and_projector_train(tiny_cfg):
+    model = build_model(tiny_cfg, trainable=True)
+    names = trainable_names(model)
+    assert any("lora_A" in n for n in names) and any("lora_B" in n for n in names)
+    assert any(n.startswith("fusion.") for n in names) and any(n.startswith("projector.") for n in names)
+    assert all("lora_" in n or n.startswith(FUSION_PREFIXES) for n in names)
+    assert not any(p.requires_grad for m in (model.vision, model.audio) for p in m.parameters())
+
+
+def test_loss_decreases_on_a_tiny_overfit_set(splits, tmp_path):
+    tcfg = TrainConfig(steps=30, batch_size=4, lr=1e-2, fusion_lr=1e-2, warmup_steps=0, eval_every=0,
+                       drop_video=0.0, drop_audio=0.0)  # fmt: skip
+    result = train(load_config("tiny", TINY), tcfg, splits["four"], tmp_path / "out", cache_dir=None,
+                   progress=False)  # fmt: skip
+    losses = [r["loss"] for r in result.records]
+    # the tiny LLM's tied, frozen 64-wide embeddings bound its logits: the loss falls ~0.35 nats, then plateaus
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.2, losses
+    assert (tmp_path / "out" / "best" / "fusion.safetensors").is_file()  # no dev split: best = the last model
+
+
+# ---------------------------------------------------------------- one run, its files and its model
+
+
+def test_run_writes_checkpoints_best_metrics_and_plot(trained):
+    out = trained["out"]
+    for folder in (out / f"checkpoint-{STEPS}", out / f"checkpoint-{EVAL_EVERY}", out / "best"):
+        for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "fusion.safetensors",
+                     "config.yaml"):  # fmt: skip
+            assert (folder / name).is_file(), folder / name
+        saved = load_config(folder)
+        assert Path(saved.llm.adapter) == (folder / "adapter").resolve()
+        assert Path(saved.fusion.weights) == (folder / "fusion.safetensors").resolve()
+    assert (out / "best" / "trainer_state.pt").is_file()  # best/ is a copy of its checkpoint
+    state = torch.load(out / f"checkpoint-{STEPS}" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == STEPS and set(state) >= {"optimizer", "scheduler", "data_order", "best_score"}
+    rng = torch.load(out / f"checkpoint-{STEPS}" / "rng_state_0.pt", weights_only=True)
+    assert set(rng) >= {"torch", "numpy_keys", "python_state"}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1))
+    assert all({"loss", "lr", "fusion_lr", "tokens"} <= set(r) for r in records)
+    dev_steps = [r["step"] for r in records if "dev" in r]
+    assert dev_steps == [EVAL_EVERY, STEPS]
+    assert {"score", "accuracy", "meteor_contest_nltk_gamma0", "integral"} <= set(records[-1]["dev"])
+    best = json.loads((out / "best" / "dev_metrics.json").read_text())
+    assert best["step"] == trained["result"].best_step in dev_steps
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_reproduces_the_trained_model(trained, splits):
+    trained_model = trained["result"].model.eval()
+    reloaded = build_model(load_config(trained["out"] / f"checkpoint-{STEPS}"))
+    untrained = build_model(load_config("tiny", TINY))
+    example = one_task(splits["dev"], "qa")
+    encoded = FeatureCache(trained_model, trained_model.cfg, directory=None).get(example.task)
+    with torch.no_grad():
+        logits = [m.llm(inputs_embeds=m.prefix_embeds(example.task, encoded)).logits
+                  for m in (trained_model, reloaded, untrained)]  # fmt: skip
+    assert torch.allclose(logits[1], logits[0], atol=1e-5)
+    assert not torch.allclose(logits[2], logits[0], atol=1e-3)  # training changed the model
+
+
+def test_feature_cache_serves_the_second_epoch_and_the_next_run(trained, splits, tmp_path):
+    result = trained["result"]
+    n_train, n_dev = 12, 6
+    assert result.feature_stats == {"encoder_runs": n_train, "disk_hits": 0,
+                                    "memory_hits": STEPS * BATCH - n_train}  # fmt: skip
+    dev_evaluations = STEPS // EVAL_EVERY  # the dev split goes through the Runner, which encodes itself
+    assert trained["encoder_calls"] == n_train + n_dev * dev_evaluations
+    entries = list(trained["cache"].rglob("*.json"))
+    assert len(entries) == n_train and len(list(trained["cache"].rglob("*.safetensors"))) == n_train
+    again = train(load_config("tiny", TINY), TrainConfig(steps=3, batch_size=4, eval_every=0), splits["train"],
+                  tmp_path / "out", cache_dir=trained["cache"], progress=False)  # fmt: skip
+    assert again.feature_stats["encoder_runs"] == 0 and again.feature_stats["disk_hits"] == n_train
+    changed = train(load_config("tiny", [*TINY, "media.num_frames=2"]), TrainConfig(steps=1, batch_size=4,
+                    eval_every=0), splits["train"], tmp_path / "out2", cache_dir=trained["cache"],
+                    progress=False)  # fmt: skip
+    assert changed.feature_stats["encoder_runs"] == 4  # another encoder config: other keys
+
+
+def test_best_folder_runs_with_run_py_and_scores_as_in_training(trained, splits, tmp_path):
+    from solution import score
+
+    out = tmp_path / "predictions"
+    args = ["--input_path", str(splits["dev"] / "tasks.json"), "--output_dir", str(out),
+            "--config", str(trained["out"] / "best"), "--no_progress"]  # fmt: skip
+    assert run.main(args) == 0
+    report = tmp_path / "report.json"
+    assert score.main(["--labels", str(splits["dev"] / "labels.json"), "--predictions", str(out),
+                       "--report", str(report), "--no-coco"]) == 0  # fmt: skip
+    scored = json.loads(report.read_text())
+    best = json.loads((trained["out"] / "best" / "dev_metrics.json").read_text())
+    assert scored["qa"]["accuracy"] == best["accuracy"]
+    assert scored["integral"]["score"] == pytest.approx(best["integral"])
+
+
+def test_resume_after_a_kill_matches_the_uninterrupted_run(trained, splits, tmp_path):
+    cfg, out = load_config("tiny", TINY), tmp_path / "out"
+    killed = train(cfg, FAST, splits["train"], out, splits["dev"], stop_after=EVAL_EVERY + 1,
+                   cache_dir=trained["cache"], progress=False)  # fmt: skip
+    assert killed.step == EVAL_EVERY + 1 and not (out / f"checkpoint-{STEPS}").exists()
+    (out / f"checkpoint-{STEPS + 99}.tmp").mkdir()  # a checkpoint the kill interrupted: ignored
+    with pytest.raises(KitError, match="pass --resume"):
+        train(cfg, FAST, splits["train"], out, splits["dev"], cache_dir=trained["cache"], progress=False)
+    with pytest.raises(ConfigError, match="train.lr: checkpoint 0.001, now 0.002"):
+        train(
+            cfg,
+            TrainConfig(**{**FAST.__dict__, "lr": 2e-3}),
+            splits["train"],
+            out,
+            resume=True,
+            cache_dir=None,
+        )
+    resumed = train(cfg, FAST, splits["train"], out, splits["dev"], resume=True, cache_dir=trained["cache"],
+                    progress=False)  # fmt: skip
+    assert resumed.step == STEPS
+    straight = trained["out"] / f"checkpoint-{STEPS}"
+    for name in ("adapter/adapter_model.safetensors", "fusion.safetensors"):
+        a, b = load_file(straight / name), load_file(out / f"checkpoint-{STEPS}" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    lines = [(out / "metrics.jsonl").read_text(), (trained["out"] / "metrics.jsonl").read_text()]
+    strip = [
+        [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in t.splitlines()] for t in lines
+    ]
+    for a, b in zip(*strip, strict=True):
+        a.get("dev", {}).pop("seconds", None), b.get("dev", {}).pop("seconds", None)
+    assert strip[0] == strip[1]  # the kill's extra line was dropped; every loss and dev metric is the same
+
+
+def test_cli_reports_unusable_inputs(splits, tmp_path, capsys):
+    args = [
+        "--config",
+        "tiny",
+        "--train",
+        str(tmp_path / "missing"),
+        "--out",
+        str(tmp_path / "o"),
+        "--steps",
+        "1",
+    ]
+    assert train_lora.main(args) == 2
+    assert "missing" in capsys.readouterr().err
+    args = ["--config", "tiny", "--train", str(splits["train"]), "--out", str(tmp_path / "o"),
+            "--set", "train.batch_size=0"]  # fmt: skip
+    assert train_lora.main(args) == 2
+    assert "train.batch_size" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- data parallel
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun_match_one_process(splits, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU) gives the artefacts of one process with the same global batch.
+
+    Equal to float rounding, not bitwise: the gradients are summed across processes in another order, and each
+    process pads only its half of the batch. LoRA dropout is off: its masks are drawn per process, so with it the
+    two runs would train on different masks (equal in distribution only).
+    """
+    overrides = [*TINY, "llm.lora_dropout=0"]
+    common = ["--config", "tiny", "--train", str(splits["train"]), "--dev", str(splits["dev"]), "--steps", "4",
+              "--batch_size", "4", "--eval_every", "2", "--lr", "1e-3", "--cache_dir", str(tmp_path / "cache"),
+              "--no_progress"] + [x for o in overrides for x in ("--set", o)]  # fmt: skip
+    assert train_lora.main([*common, "--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               str(KIT_ROOT / "train_lora.py"), *common, "--out", str(tmp_path / "two")]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = tmp_path / "one" / "checkpoint-4", tmp_path / "two" / "checkpoint-4"
+    assert {p.name for p in two.iterdir()} == {p.name for p in one.iterdir()} | {"rng_state_1.pt"}
+    for name in ("adapter/adapter_model.safetensors", "fusion.safetensors"):
+        a, b = load_file(one / name), load_file(two / name)
+        assert a.keys() == b.keys()
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a), name
+    assert (one / "config.yaml").read_text() == (two / "config.yaml").read_text()
+    records = [[json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+               for d in (tmp_path / "one", tmp_path / "two")]  # fmt: skip
+    assert [r["loss"] for r in records[0]] == pytest.approx([r["loss"] for r in records[1]], abs=1e-5)
+    assert [r["tokens"] for r in records[0]] == [r["tokens"] for r in records[1]]
+    assert records[0][-1]["dev"]["accuracy"] == records[1][-1]["dev"]["accuracy"]
