@@ -65,9 +65,11 @@ submission: weights
 	$(BIN)/python -m solution.submission build --preset contest $(if $(ADAPTER),--adapter $(ADAPTER)) --out submission.zip
 
 # A local dress rehearsal: build a ZIP and run it like the contest (network cut), validate, score, project time.
-# PRESET=contest APP=/path/to/app-weights rehearses the contest preset with the image's /app weights mapped.
+# PRESET=contest APP=/path/to/app-weights rehearses the contest preset with the image's /app weights mapped;
+# ADAPTER=runs/x/best packs and runs a trained checkpoint folder.
 rehearsal: weights sample wordnet
-	$(BIN)/python -m solution.submission build --preset $(or $(PRESET),pocket) --out rehearsal.zip
+	$(BIN)/python -m solution.submission build --preset $(or $(PRESET),pocket) $(if $(ADAPTER),--adapter $(ADAPTER)) \
+		--out rehearsal.zip
 	$(BIN)/python -m solution.submission check rehearsal.zip --tasks data/sample $(if $(APP),--weights-root $(APP))
 
 lint: install
