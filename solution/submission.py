@@ -117,6 +117,7 @@ SECRET_PATTERNS = (
 PUBLIC_NAMES = {"cacert.pem"}
 """Public files that match a secret pattern (certifi's CA bundle, needed by vendored HTTP libraries)."""
 SECRET_WORDS = ("credential", "secret")
+TRAINING_STATE = ("trainer_state.pt", "rng_state_*.pt")  # checkpoint.py's resume state: not needed to answer
 """Also refused when in a file's name, except in Python source (modules such as botocore's credentials.py)."""
 
 
@@ -147,6 +148,8 @@ def refusal_reason(relpath: str | PurePosixPath) -> str | None:
         return "outputs"
     if PurePosixPath(name).suffix in MEDIA_SUFFIXES:
         return "media"
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in TRAINING_STATE):
+        return "training state"
     if name in PUBLIC_NAMES:
         return None
     if any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_PATTERNS):

@@ -300,3 +300,11 @@ def test_app_paths_map_to_the_weights_root(tmp_path: Path):
     assert report.problems == []
     assert overrides == [f"vision.path={app.resolve()}/clip-vit-large-patch14-336",
                          f"llm.path={app.resolve()}/Qwen2-0.5B-Instruct"]  # fmt: skip
+
+
+def test_training_state_is_refused():
+    from solution.submission import refusal_reason
+
+    assert refusal_reason("checkpoint/trainer_state.pt") == "training state"
+    assert refusal_reason("checkpoint/rng_state_0.pt") == "training state"
+    assert refusal_reason("checkpoint/fusion.safetensors") is None
