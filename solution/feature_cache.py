@@ -32,7 +32,6 @@ from .tasks import Task
 DEFAULT_CACHE_DIR = KIT_ROOT / ".cache" / "features"
 FORMAT_VERSION = 1
 ENCODER_SECTIONS = ("media", "vision", "audio")
-_CHUNK = 1 << 20
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256, for this process
@@ -43,11 +42,8 @@ def file_digest(path: Path) -> str:
     stat = path.stat()
     memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if memo_key not in _DIGESTS:
-        digest = hashlib.sha256()
         with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        _DIGESTS[memo_key] = digest.hexdigest()
+            _DIGESTS[memo_key] = hashlib.file_digest(handle, "sha256").hexdigest()
     return _DIGESTS[memo_key]
 
 

@@ -25,11 +25,8 @@ NOT_HASHED = {("runtime", "threads"), ("runtime", "time_budget_s"), ("runtime", 
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def config_sha256(cfg: KitConfig) -> str:

@@ -369,11 +369,8 @@ def _add_wheels(wheels_dir: Path, packer: _Packer, notes: list[str]) -> list[dic
 
 
 def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _git_commit(kit_root: Path) -> str | None:
