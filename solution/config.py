@@ -242,9 +242,32 @@ class RuntimeConfig:
     outside the tasks file's folder and media_roots are not read (an errors.json line says so)."""
     max_question_chars: int = 2000
     """Longer questions and option texts are cut in the middle (head and tail kept) before the prompt."""
+    batch_size: int = 8
+    """Tasks answered together by the LLM (consecutive tasks at the same time-budget level; QA and captioning
+    may mix); 1 = one task at a time. A batch that fails is retried task by task."""
+    batch_mode: str = "auto"
+    """What a batch shares. full: the QA prompts run in one padded forward, the options of all tasks in a second,
+    the captions are generated together (answers equal to batch_size=1 within float rounding); exact: only the
+    calibration prompt is shared, each prompt and caption runs alone (answers bitwise those of batch_size=1);
+    auto: exact under CPU bf16 autocast (whose kernels round differently for 1 and for B rows, which can change
+    a greedy caption or a near-tie), full otherwise."""
+    prefetch: int = 2
+    """Background threads that decode the media of the next batch's tasks while the model computes; 0 = decode
+    in the main thread when a task's turn comes."""
+    compile: bool = False
+    """torch.compile the LLM before the run (pays off on GPU for long runs; the first batches are slow)."""
+    attn_implementation: str = "sdpa"
+    """The LLM's attention kernel: sdpa (PyTorch scaled_dot_product_attention; flash kernels on GPU) or eager."""
+    cuda_dtype: str = "bfloat16"
+    """On CUDA, an LLM loaded in float32 runs in this dtype (bfloat16, float16 or float32 = as loaded)."""
 
     def __post_init__(self) -> None:
         _one_of(self.device, "runtime.device", ("auto", "cpu", "cuda"))
+        _check(self.batch_size >= 1, "runtime.batch_size", "must be >= 1")
+        _one_of(self.batch_mode, "runtime.batch_mode", ("auto", "full", "exact"))
+        _check(self.prefetch >= 0, "runtime.prefetch", "must be >= 0 (0 = no background decoding)")
+        _one_of(self.attn_implementation, "runtime.attn_implementation", ("sdpa", "eager"))
+        _one_of(self.cuda_dtype, "runtime.cuda_dtype", ("bfloat16", "float16", "float32"))
         _one_of(self.keying, "runtime.keying", ("task_id", "position"))
         _check(self.time_budget_s > 0, "runtime.time_budget_s", "must be > 0 seconds")
         _check(self.max_question_chars >= 100, "runtime.max_question_chars", "must be >= 100")

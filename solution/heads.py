@@ -5,6 +5,7 @@ They work on any Hugging Face causal LM (or a peft wrapper of one) whose forward
 Call `model.eval()` first: dropout would make scores random.
 """
 
+import copy
 import warnings
 
 import torch
@@ -57,13 +58,42 @@ def score_options(model: nn.Module, prefix_embeds: Tensor, option_ids: list[list
     The highest score is the contest's lowest-perplexity option.
     """
     _check_options(prefix_embeds, option_ids)
-    n, P, device = len(option_ids), prefix_embeds.shape[1], prefix_embeds.device
-    T = max(len(ids) for ids in option_ids)
+    first_logprobs, cache = _prefix_pass(model, prefix_embeds)
+    return _option_pass(model, first_logprobs, cache, prefix_embeds, option_ids)
 
+
+@torch.no_grad()
+def score_option_lists(
+    model: nn.Module, prefix_embeds: Tensor, option_lists: list[list[list[int]]]
+) -> list[Tensor]:
+    """[score_options(model, prefix_embeds, options) for options in option_lists], the prefix run once.
+
+    Each list's option pass is computed with exactly the shapes it has alone (on a copy of the prefix's KV
+    cache), so the scores are bitwise those of separate score_options calls: for the calibration of a batch
+    of tasks after one shared neutral prompt.
+    """
+    for options in option_lists:
+        _check_options(prefix_embeds, options)
+    first_logprobs, cache = _prefix_pass(model, prefix_embeds)
+    return [
+        _option_pass(model, first_logprobs, copy.deepcopy(cache), prefix_embeds, options)
+        for options in option_lists
+    ]
+
+
+def _prefix_pass(model: nn.Module, prefix_embeds: Tensor):
+    """The prefix's forward: log-probs of the next token (V,) and the KV cache (batch 1)."""
     # the model makes a fresh DynamicCache (config-aware: sliding-window layers); the option pass grows it in place
     out = model(inputs_embeds=prefix_embeds, use_cache=True, logits_to_keep=1)
     first_logprobs = F.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,) predicts each option's 1st token
-    cache = out.past_key_values
+    return first_logprobs, out.past_key_values
+
+
+def _option_pass(model: nn.Module, first_logprobs: Tensor, cache, prefix_embeds: Tensor,
+                 option_ids: list[list[int]]) -> Tensor:  # fmt: skip
+    """All options after the cached prefix in one right-padded batch; `cache` is grown (and repeated) in place."""
+    n, P, device = len(option_ids), prefix_embeds.shape[1], prefix_embeds.device
+    T = max(len(ids) for ids in option_ids)
     cache.batch_repeat_interleave(n)  # (1, ...) -> (n, ...) in every layer
 
     ids = torch.zeros(n, T, dtype=torch.long, device=device)  # right-padded with id 0
@@ -140,3 +170,133 @@ def generate_caption(
             pad_token_id=pad_token_id,
         )  # (1, T_new): from inputs_embeds alone, generate returns only the new tokens
     return tokenizer.decode(new_ids[0], skip_special_tokens=True).strip()
+
+
+# -- batches of tasks ---------------------------------------------------------------------------------------------
+
+
+def pad_prefixes(prefixes: list[Tensor], side: str) -> tuple[Tensor, Tensor]:
+    """Stack prefixes (1, P_i, H) of different lengths into (B, P, H) with zero rows as padding on `side`
+    ("left" or "right"), and the (B, P) attention mask (1 = real position, 0 = padding)."""
+    if not prefixes:
+        raise ValueError("no prefixes")
+    for i, p in enumerate(prefixes):
+        if p.dim() != 3 or p.shape[0] != 1 or p.shape[1] == 0:
+            raise ValueError(f"prefix {i} must have shape (1, P, H) with P >= 1, got {tuple(p.shape)}")
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    first = prefixes[0]
+    P = max(p.shape[1] for p in prefixes)
+    embeds = first.new_zeros(len(prefixes), P, first.shape[-1])  # (B, P, H)
+    mask = torch.zeros(len(prefixes), P, dtype=torch.long, device=first.device)
+    for b, p in enumerate(prefixes):
+        n = p.shape[1]
+        cols = slice(P - n, P) if side == "left" else slice(0, n)
+        embeds[b, cols] = p[0].to(embeds.dtype)
+        mask[b, cols] = 1
+    return embeds, mask
+
+
+@torch.no_grad()
+def score_options_batch(
+    model: nn.Module, prefixes: list[Tensor], option_ids: list[list[list[int]]]
+) -> list[Tensor]:
+    """score_options for several tasks at once: task b's prefix (1, P_b, H) and its options option_ids[b].
+
+    Returns one (n_options_b,) float32 tensor per task, equal to score_options(model, prefixes[b],
+    option_ids[b]) within float rounding. Two forwards in all:
+      1. the prefixes, right-padded to the longest (B, P, H) with an attention mask, so that every real token
+         sits at the column (and position) it has alone; each prefix's last real position gives the log-probs of
+         its options' first tokens;
+      2. the KV cache rows repeated per option (task b's row once per option of b), all options of all tasks
+         right-padded to the longest (N, T); their position ids continue each task's prefix (P_b, P_b + 1, ...)
+         and the mask hides the prefix padding between P_b and P.
+    A single task goes through score_options itself.
+    """
+    if len(prefixes) != len(option_ids):
+        raise ValueError(f"{len(prefixes)} prefixes but {len(option_ids)} option lists")
+    if len(prefixes) == 1:
+        return [score_options(model, prefixes[0], option_ids[0])]
+    for prefix, options in zip(prefixes, option_ids, strict=True):
+        _check_options(prefix, options)
+    embeds, prefix_mask = pad_prefixes(prefixes, "right")  # (B, P, H), (B, P)
+    device, (B, P) = embeds.device, prefix_mask.shape
+    lengths = prefix_mask.sum(dim=1)  # (B,)
+    positions = torch.arange(P, device=device).expand(B, P)
+    last = (lengths - 1)[:, None]  # (B, 1): each prefix's last real column
+    out = model(inputs_embeds=embeds, attention_mask=prefix_mask, position_ids=positions, use_cache=True,
+                logits_to_keep=last)  # fmt: skip
+    first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
+
+    counts = torch.tensor([len(options) for options in option_ids], device=device)
+    row_task = torch.repeat_interleave(torch.arange(B, device=device), counts)  # (N,): option row → task
+    cache = out.past_key_values
+    cache.batch_select_indices(row_task)  # (B, ...) -> (N, ...) in every layer
+    flat = [ids for options in option_ids for ids in options]
+    N, T = len(flat), max(len(ids) for ids in flat)
+    ids = torch.zeros(N, T, dtype=torch.long, device=device)  # right-padded with id 0
+    real = torch.zeros(N, T, dtype=torch.bool, device=device)
+    for i, option in enumerate(flat):
+        ids[i, : len(option)] = torch.tensor(option, device=device)
+        real[i, : len(option)] = True
+    option_embeds = model.get_input_embeddings()(ids).to(embeds.dtype)  # (N, T, H)
+    attention_mask = torch.cat([prefix_mask[row_task], real.long()], dim=1)  # (N, P + T)
+    option_positions = lengths[row_task][:, None] + torch.arange(T, device=device)  # (N, T)
+    logits = model(inputs_embeds=option_embeds, attention_mask=attention_mask, position_ids=option_positions,
+                   past_key_values=cache, use_cache=True).logits  # (N, T, V)  # fmt: skip
+
+    rest = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (N, T-1)
+    first = first_logprobs[row_task].gather(-1, ids[:, :1])  # (N, 1)
+    token_logprobs = torch.cat([first, rest], dim=1).masked_fill(~real, 0.0)  # (N, T)
+    scores = token_logprobs.sum(dim=1) / real.sum(dim=1)  # (N,)
+    return list(scores.split(counts.tolist()))
+
+
+@torch.no_grad()
+def generate_captions(
+    model: nn.Module,
+    tokenizer,
+    prefixes: list[Tensor],
+    max_new_tokens: int,
+    num_beams: int = 1,
+    no_repeat_ngram_size: int = 3,
+    repetition_penalty: float = 1.1,
+) -> list[str]:
+    """generate_caption for several prefixes (1, P_i, H) at once: one caption per prefix, in order.
+
+    The prefixes are left-padded to the longest (zero rows, masked out), so that every row's next token is
+    predicted at the last column; generate() derives each row's position ids from the attention mask
+    (cumsum - 1), so real tokens keep the positions they have alone. Rows that finish early are filled with
+    the pad token, which decoding drops. A single prefix goes through generate_caption itself.
+    """
+    if len(prefixes) == 1:
+        return [generate_caption(model, tokenizer, prefixes[0], max_new_tokens, num_beams=num_beams,
+                                 no_repeat_ngram_size=no_repeat_ngram_size,
+                                 repetition_penalty=repetition_penalty)]  # fmt: skip
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+    embeds, attention_mask = pad_prefixes(prefixes, "left")  # (B, P, H), (B, P)
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # generate() would skip each row's first <left padding> tokens when applying its own repetition penalty
+    # (it assumes the prompt is in input_ids, which from inputs_embeds hold only new tokens): apply it ourselves,
+    # over all new tokens, as for a single prefix
+    processors = LogitsProcessorList()
+    if repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(float(repetition_penalty)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*only to newly generated tokens.*")
+        new_ids = model.generate(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            num_beams=num_beams,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            repetition_penalty=1.0,
+            logits_processor=processors,
+            pad_token_id=pad_token_id,
+        )  # (B, T_new)
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_ids]

@@ -20,8 +20,17 @@ from .config import KitConfig
 
 JOURNAL_FILE = "journal.jsonl"
 VERSION = 1
-NOT_HASHED = {("runtime", "threads"), ("runtime", "time_budget_s"), ("runtime", "resume"), ("name",)}
-"""Config fields that do not change a journalled answer: a resumed run may change them."""
+NOT_HASHED = {
+    ("runtime", "threads"),
+    ("runtime", "time_budget_s"),
+    ("runtime", "resume"),
+    ("runtime", "batch_size"),
+    ("runtime", "prefetch"),
+    ("runtime", "compile"),
+    ("name",),
+}
+"""Config fields that do not change a journalled answer: a resumed run may change them (batching and prefetch
+change answers by float rounding at most, see runtime.batch_mode)."""
 
 
 def file_sha256(path: Path) -> str:

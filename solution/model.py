@@ -164,6 +164,69 @@ class TriModalModel(nn.Module):
             )  # fmt: skip
             return Answer(caption=caption)
 
+    @torch.no_grad()
+    def answer_batch(
+        self, tasks: list[Task], prefixes: list[torch.Tensor], mode: str = "full"
+    ) -> list[Answer]:
+        """`answer` for several tasks at once, one Answer per task in order.
+
+        mode "full": the QA tasks' prefixes go through one padded forward and their options through a second
+        (heads.score_options_batch), the captioning tasks are generated together, left-padded
+        (heads.generate_captions): the same answers as `answer` within float rounding.
+        mode "exact": only what does not change a single number is shared (the calibration pass below); each
+        QA prefix and each caption runs alone, so the answers are bitwise those of `answer` even where the
+        rounding depends on the batch's shape (CPU bf16 kernels round differently for 1 and for B rows).
+        In both modes the neutral prompt of the calibration runs once per batch: "full" scores all the QA
+        tasks' options after it in one pass (heads.score_options), "exact" one task's options at a time on a
+        copy of its KV cache (heads.score_option_lists).
+        """
+        if mode not in ("full", "exact"):
+            raise ValueError(f"mode must be 'full' or 'exact', got {mode!r}")
+        if len(tasks) != len(prefixes):
+            raise ValueError(f"{len(tasks)} tasks but {len(prefixes)} prefixes")
+        answers: list[Answer | None] = [None] * len(tasks)
+        qa = [i for i, task in enumerate(tasks) if task.task_type == "qa"]
+        captions = [i for i, task in enumerate(tasks) if task.task_type != "qa"]
+        with self.autocast():
+            if qa:
+                option_ids = [
+                    [self.tokenizer(t, add_special_tokens=False).input_ids for t in option_texts(tasks[i])]
+                    for i in qa
+                ]
+                if mode == "full":
+                    scores = heads.score_options_batch(self.llm, [prefixes[i] for i in qa], option_ids)
+                else:
+                    scores = [
+                        heads.score_options(self.llm, prefixes[i], o)
+                        for i, o in zip(qa, option_ids, strict=True)
+                    ]
+                if self.cfg.prompt.qa_calibration and mode == "full":
+                    flat = [ids for options in option_ids for ids in options]
+                    neutral = heads.score_options(self.llm, self.neutral_prefix(), flat)
+                    parts = neutral.split([len(options) for options in option_ids])
+                    scores = [s - n for s, n in zip(scores, parts, strict=True)]
+                elif self.cfg.prompt.qa_calibration:
+                    parts = heads.score_option_lists(self.llm, self.neutral_prefix(), option_ids)
+                    scores = [s - n for s, n in zip(scores, parts, strict=True)]
+                for i, s in zip(qa, scores, strict=True):
+                    ids = [c.choice_id for c in tasks[i].choices]
+                    answers[i] = Answer(choice_id=heads.pick_option(s, ids), scores=s.tolist())
+            if captions:
+                g = self.cfg.generation
+                settings = dict(max_new_tokens=g.max_new_tokens, num_beams=g.num_beams,
+                                no_repeat_ngram_size=g.no_repeat_ngram_size,
+                                repetition_penalty=g.repetition_penalty)  # fmt: skip
+                if mode == "full":
+                    texts = heads.generate_captions(
+                        self.llm, self.tokenizer, [prefixes[i] for i in captions], **settings
+                    )
+                else:
+                    texts = [heads.generate_caption(self.llm, self.tokenizer, prefixes[i], **settings)
+                             for i in captions]  # fmt: skip
+                for i, text in zip(captions, texts, strict=True):
+                    answers[i] = Answer(caption=text)
+        return answers  # type: ignore[return-value]
+
     # -- trained weights ------------------------------------------------------------------------------------
     def fusion_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.state_dict().items() if k.startswith(FUSION_PREFIXES)}

@@ -12,6 +12,12 @@ that modality (the model answers from what is left) and is noted there too.
   reuses those answers, so a killed run resumed gives the same output files as an uninterrupted one.
 - **Confinement**: media are read only inside the tasks file's folder and `runtime.media_roots` (symlinks
   resolved) unless `runtime.allow_any_media_path`; a path outside gets an errors.json line and is not read.
+- **Batches** (`runtime.batch_size`, `runtime.batch_mode`): consecutive tasks at the same level are encoded one
+  by one, then answered together by `model.answer_batch` (a batch that fails is retried task by task, so one bad
+  task costs only its own answer). Each task of a batch is then finished, journalled and timed in file order as
+  before; its seconds are the batch's compute time split evenly among its tasks plus its own bookkeeping.
+- **Prefetch** (`runtime.prefetch`): background threads decode the media of the next batch while the model
+  computes the current one (its levels are decided one batch ahead).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import time
 import traceback
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +42,7 @@ from tqdm import tqdm
 from .config import KitConfig, MediaConfig, resolve_path
 from .errors import KitError, MediaError, TaskError
 from .journal import Journal, journal_header, open_journal
+from .llm import DTYPES
 from .media.audio import task_audio
 from .media.video import read_frames
 from .outputs import write_outputs
@@ -333,6 +341,8 @@ class Runner:
         self.model_error = model_error
         self.budget = budget
         self.timer = StageTimer()
+        self._ready: dict[int, Any] = {}  # index → (answer value, problems) or its exception, from its batch
+        self._prefetched: dict[int, Future] = {}  # index → decoding (frames, wave, problems, seconds)
 
     def media_roots(self, root: Path) -> list[Path] | None:
         """The folders media may come from (symlinks resolved); None when any path is allowed."""
@@ -368,37 +378,68 @@ class Runner:
 
     def load_media(self, task: Task, media: MediaConfig | None = None):
         """Frames and waveform for a task; unreadable media become (None, problem) instead of an exception."""
+        with self.timer.stage("decode"):
+            frames, wave, problems, _ = self.decode(task, media or self.cfg.media)
+        return frames, wave, problems
+
+    def decode(self, task: Task, media: MediaConfig):
+        """load_media without the stage timer (safe in a background thread): frames, wave, problems, seconds."""
+        start = time.perf_counter()
         problems: list[tuple[str, str]] = []
         frames = wave = None
-        media = media or self.cfg.media
-        with self.timer.stage("decode"):
-            if task.video is not None:
-                try:
-                    frames = read_frames(task.video, media.num_frames, media.max_side)
-                except MediaError as exc:
-                    problems.append(("video", str(exc)))
-            if self.cfg.audio.encoder != "none":
-                wave, source = task_audio(task.audio, task.video, media.max_audio_seconds)
-                if task.audio is not None and source != "audio file":
-                    problems.append(("audio", source))
+        if task.video is not None:
+            try:
+                frames = read_frames(task.video, media.num_frames, media.max_side)
+            except MediaError as exc:
+                problems.append(("video", str(exc)))
+        if self.cfg.audio.encoder != "none":
+            wave, source = task_audio(task.audio, task.video, media.max_audio_seconds)
+            if task.audio is not None and source != "audio file":
+                problems.append(("audio", source))
+        return frames, wave, problems, time.perf_counter() - start
+
+    def media_for(self, task: Task, media: MediaConfig):
+        """The task's media: decoded in the background when prefetched (the wait counts as the decode stage, the
+        workers' own seconds as decode_background in the run's stage totals), else decoded now."""
+        future = self._prefetched.pop(task.index, None)
+        if future is None:
+            return self.load_media(task, media)
+        with self.timer.stage("decode"):  # only the wait shows in the task's time
+            frames, wave, problems, seconds = future.result()
+        self.timer.totals["decode_background"] += seconds
         return frames, wave, problems
 
     def answer(self, task: Task, level: int = 0, roots: list[Path] | None = None):
         """Run the model on one parsed task at a step-down level; returns (answer value, problems)."""
         if self.model is None:
             raise self.model_error or KitError("no model was built")
+        ready = self._ready.pop(task.index, None)
+        if isinstance(ready, Exception):
+            raise ready
+        if ready is not None:  # computed with its batch
+            return ready
         cfg = level_config(self.cfg, level)
-        task, problems = self.prepare(task, roots)
-        frames, wave, media_problems = self.load_media(task, cfg.media)
-        problems += media_problems
         model = self.model
         with model_settings(model, cfg) if level else nullcontext():
-            with torch.inference_mode(), self.timer.stage("encoders"):
-                encoded = model.encode(frames, wave)
-            with torch.inference_mode(), self.timer.stage("fusion"):
-                prefix = model.prefix_embeds(task, encoded)
+            task, prefix, problems = self.encode(task, cfg, roots)
             with torch.inference_mode(), self.timer.stage("llm"):
                 answer = model.answer(task, prefix)
+        return self.finish(task, answer, problems)
+
+    def encode(self, task: Task, cfg: KitConfig, roots: list[Path] | None):
+        """Prepare one task, read its media (prefetched or now), run the encoders and build its LLM prefix:
+        (the prepared task, its prefix embeddings, the problems so far)."""
+        task, problems = self.prepare(task, roots)
+        frames, wave, media_problems = self.media_for(task, cfg.media)
+        problems += media_problems
+        with torch.inference_mode(), self.timer.stage("encoders"):
+            encoded = self.model.encode(frames, wave)
+        with torch.inference_mode(), self.timer.stage("fusion"):
+            prefix = self.model.prefix_embeds(task, encoded)
+        return task, prefix, problems
+
+    def finish(self, task: Task, answer: Any, problems: list[tuple[str, str]]):
+        """The model's Answer as an answer value (a choice id, or a cleaned, never empty caption) and problems."""
         if task.task_type == "qa":
             assert answer.choice_id in {c.choice_id for c in task.choices}, answer.choice_id
             return answer.choice_id, problems
@@ -450,32 +491,173 @@ class Runner:
         reused: dict[int, Outcome] | None = None,
     ) -> RunResult:
         """Answer `records` in order. Tasks in `reused` (by index, from a journal) are taken as they are; the
-        others are computed and, when `journal` is given, journalled (not the time budget's fallbacks, nor
-        answers without a model).
+        others are computed, in batches of runtime.batch_size, and, when `journal` is given, journalled in file
+        order (not the time budget's fallbacks, nor answers without a model).
         """
         result = RunResult()
         reused = reused or {}
         roots = self.media_roots(root)
+        runtime = self.cfg.runtime
+        workers = runtime.prefetch if self.model is not None else 0
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else None
+        bar = tqdm(total=len(records), desc="tasks", unit="task", disable=not progress, file=sys.stderr)
+        batches = self.batches(records, reused)
+        try:
+            current = next(batches, None)
+            if current is not None and pool is not None:
+                self.prefetch(pool, records, root, roots, current)
+            while current is not None:
+                upcoming = next(batches, None) if pool is not None else None
+                if upcoming is not None:  # decoded in the background while this batch computes
+                    self.prefetch(pool, records, root, roots, upcoming)
+                self.run_batch(records, root, roots, current, result, reused, journal, bar)
+                current = upcoming if pool is not None else next(batches, None)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            self._prefetched.clear()
+            self._ready.clear()
+        result.stage_seconds = dict(self.timer.totals)
+        result.step_downs = list(self.budget.step_downs) if self.budget else []
+        return result
+
+    def batches(
+        self, records: list, reused: dict[int, Outcome]
+    ) -> Iterator[tuple[int, list[tuple[int, int]]]]:
+        """(end, [(index, level), ...]): the next batch of tasks to compute, and the index up to which (not
+        included) every record is then final. A batch holds up to batch_size consecutive tasks at one level;
+        levels are decided (by the time budget) as the batch is formed."""
+        size = self.cfg.runtime.batch_size if hasattr(self.model, "answer_batch") else 1
         to_compute = sum(1 for i in range(len(records)) if i not in reused)
-        for index, record in enumerate(
-            tqdm(records, desc="tasks", unit="task", disable=not progress, file=sys.stderr)
-        ):
+        batch: list[tuple[int, int]] = []
+        for index in range(len(records)):
+            if index in reused:
+                continue
+            if len(batch) >= size:  # yielded before the next task's level is judged, after this batch's time
+                yield index, batch
+                batch = []
+            level = self.budget.level_for(index, to_compute) if self.budget else 0
+            to_compute -= 1
+            if batch and level != batch[0][1]:
+                yield index, batch
+                batch = []
+            batch.append((index, level))
+        yield len(records), batch
+
+    def prefetch(self, pool: ThreadPoolExecutor, records: list, root: Path, roots: list[Path] | None,
+                 batch: tuple[int, list[tuple[int, int]]]) -> None:  # fmt: skip
+        """Start decoding the media of a batch's tasks in the background (records that do not parse are left
+        to their turn, which reports them)."""
+        for index, level in batch[1]:
+            if level >= FALLBACK_LEVEL:
+                continue
+            try:
+                task, _ = self.prepare(parse_task(records[index], index, root), roots)
+            except Exception:
+                continue
+            self._prefetched[index] = pool.submit(self.decode, task, level_config(self.cfg, level).media)
+
+    def run_batch(self, records: list, root: Path, roots: list[Path] | None,
+                  batch: tuple[int, list[tuple[int, int]]], result: RunResult, reused: dict[int, Outcome],
+                  journal: Journal | None, bar) -> None:  # fmt: skip
+        """Compute one batch, then finish every record up to its end in file order (reused ones included)."""
+        end, items = batch
+        start = time.perf_counter()
+        self.compute_batch(records, root, roots, items)
+        share = (time.perf_counter() - start) / len(items) if items else 0.0
+        levels = dict(items)
+        for index in range(len(result.tasks), end):
             outcome = reused.get(index)
             if outcome is None:
-                level = self.budget.level_for(index, to_compute) if self.budget else 0
-                to_compute -= 1
+                level = levels[index]
                 start = time.perf_counter()
-                outcome = self.answer_record(record, index, root, level, roots)
-                outcome.seconds = time.perf_counter() - start
+                outcome = self.answer_record(records[index], index, root, level, roots)
+                outcome.seconds = share + time.perf_counter() - start
                 if level < FALLBACK_LEVEL:
                     if self.budget:
                         self.budget.record(outcome.seconds)
                     if journal is not None and self.model is not None:
                         journal.append(outcome.to_json())
             result.add(outcome)
-        result.stage_seconds = dict(self.timer.totals)
-        result.step_downs = list(self.budget.step_downs) if self.budget else []
-        return result
+            bar.update(1)
+
+    def compute_batch(self, records: list, root: Path, roots: list[Path] | None,
+                      items: list[tuple[int, int]]) -> None:  # fmt: skip
+        """Answer a batch's tasks together (model.answer_batch); their results wait in self._ready for
+        answer_record. A task whose record, media or encoders fail keeps its exception there; when the batched
+        answer fails, each task is answered alone, so one bad task costs only its own answer. A single task
+        (without prefetched media) is left to answer_record, as it always was."""
+        if not items or self.model is None or items[0][1] >= FALLBACK_LEVEL:
+            return
+        if len(items) == 1 and items[0][0] not in self._prefetched:
+            return
+        level = items[0][1]
+        cfg = level_config(self.cfg, level)
+        model = self.model
+        prepared = []
+        with model_settings(model, cfg) if level else nullcontext():
+            for index, _ in items:
+                try:
+                    task = parse_task(records[index], index, root)
+                except TaskError:
+                    self._prefetched.pop(index, None)
+                    continue  # answer_record reports it
+                try:
+                    prepared.append(self.encode(task, cfg, roots))
+                except Exception as exc:  # reported by answer_record as a model error of this task only
+                    self._ready[index] = exc
+            if not prepared:
+                return
+            tasks, prefixes = [p[0] for p in prepared], [p[1] for p in prepared]
+            try:
+                with torch.inference_mode(), self.timer.stage("llm"):
+                    answers: list[Any] = model.answer_batch(tasks, prefixes, mode=self.batch_mode())
+            except Exception:
+                traceback.print_exc(limit=3, file=sys.stderr)
+                print(f"the batch of tasks {[t.index for t in tasks]} failed: answering them one by one",
+                      file=sys.stderr)  # fmt: skip
+                answers = []
+                for task, prefix in zip(tasks, prefixes, strict=True):
+                    try:
+                        with torch.inference_mode(), self.timer.stage("llm"):
+                            answers.append(model.answer(task, prefix))
+                    except Exception as exc:
+                        answers.append(exc)
+        for (task, _, problems), answer in zip(prepared, answers, strict=True):
+            try:
+                if isinstance(answer, Exception):
+                    raise answer
+                self._ready[task.index] = self.finish(task, answer, problems)
+            except Exception as exc:
+                self._ready[task.index] = exc
+
+    def batch_mode(self) -> str:
+        """runtime.batch_mode with auto resolved: exact under CPU bf16 autocast, full otherwise."""
+        mode = self.cfg.runtime.batch_mode
+        if mode != "auto":
+            return mode
+        device = getattr(self.model, "device", torch.device("cpu"))
+        return "exact" if device.type == "cpu" and self.cfg.runtime.cpu_bf16_autocast else "full"
+
+
+def tune_for_inference(model: Any, cfg: KitConfig) -> Any:
+    """Apply the runtime's speed settings to a built model: the LLM's attention kernel, its dtype on CUDA
+    (runtime.cuda_dtype) and torch.compile (runtime.compile). Models without an `llm` are returned as they are."""
+    llm = getattr(model, "llm", None)
+    if llm is None:
+        return model
+    runtime = cfg.runtime
+    config = getattr(llm, "config", None)
+    if config is not None and getattr(config, "_attn_implementation", None) != runtime.attn_implementation:
+        llm.set_attn_implementation(runtime.attn_implementation)
+    device = next(llm.parameters()).device
+    float32 = next(llm.parameters()).dtype == torch.float32
+    if device.type == "cuda" and runtime.cuda_dtype != "float32" and float32:
+        llm.to(DTYPES[runtime.cuda_dtype])
+    if runtime.compile:
+        llm.compile(dynamic=True)
+    return model
 
 
 def run_tasks(
@@ -504,7 +686,7 @@ def run_tasks(
     start = time.perf_counter()
     if model is None and len(reused) < len(records):  # with every task journalled, no model is needed
         try:
-            model = build_model(cfg)
+            model = tune_for_inference(build_model(cfg), cfg)
         except KitError as exc:  # answer everything with fallbacks so nothing is lost, then report it
             build_error = exc
     load_seconds = time.perf_counter() - start

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from solution import KIT_ROOT, validate
+from solution.config import load_config
 from solution.outputs import CLASSIFICATION_FILE, ERRORS_FILE, GENERATIVE_FILE, SUMMARY_FILE
 from solution.runner import Runner
 
@@ -121,19 +122,26 @@ def test_bad_tasks_get_fallbacks_and_the_others_model_answers(sample_tasks: Path
     assert validate.main(["predictions", str(out / CLASSIFICATION_FILE)]) == 0
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
 def test_a_model_error_in_one_task_costs_only_that_task(
-    sample_tasks: Path, tiny_model, tiny_cfg, monkeypatch
+    sample_tasks: Path, tiny_model, batch_size, monkeypatch
 ):
     records = json.loads(sample_tasks.read_text())
-    runner = Runner(tiny_model, tiny_cfg)
-    original = tiny_model.answer
+    runner = Runner(tiny_model, load_config("tiny", [f"runtime.batch_size={batch_size}"]))
+    original, original_batch = tiny_model.answer, tiny_model.answer_batch
 
     def flaky(task, prefix):
         if task.index == 1:
             raise RuntimeError("CUDA out of memory (simulated)")
         return original(task, prefix)
 
+    def flaky_batch(tasks, prefixes, mode="full"):  # the batch holding task 1 fails; alone, only task 1 does
+        if any(task.index == 1 for task in tasks):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original_batch(tasks, prefixes, mode=mode)
+
     monkeypatch.setattr(tiny_model, "answer", flaky)
+    monkeypatch.setattr(tiny_model, "answer_batch", flaky_batch)
     result = runner.run(records, sample_tasks.parent, progress=False)
     assert [e["stage"] for e in result.errors] == ["model"] and "out of memory" in result.errors[0]["reason"]
     assert result.qa[str(records[1]["task_id"])] == records[1]["choices"][0]["choice_id"]
