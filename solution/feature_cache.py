@@ -1,14 +1,17 @@
 """Frozen encoder outputs cached on disk, so that training epochs after the first skip decoding and encoders.
 
-One entry per clip under the cache folder (default `.cache/features/`):
+One entry per clip and modality under the cache folder (default `.cache/features/`):
 
-    <key[:2]>/<key>.safetensors   video_tokens (N, Dv), video_times (N,), audio_tokens (M, Da), audio_times (M,)
-    <key[:2]>/<key>.json          tags, transcript, which modalities are present, and what made the key
+    <key[:2]>/<key>.safetensors   tokens (N, D), times (N,)
+    <key[:2]>/<key>.json          tags (video) or transcript (audio), and what made the key
 
-The key is a SHA-256 of the media files' content (the task's video and audio file), the encoder-relevant config
-sections (`media`, `vision`, `audio`; plus `runtime.seed` when a tower is random-init, since the seed is its
-weights), the file listing (name, size, mtime) of the encoder weights folders and the device kind. The JSON is
-written last, by rename: an entry without it is incomplete and is computed again.
+A video entry's key is a SHA-256 of the video file's content and the config that shapes the vision tower's
+output (sections `media` and `vision`, the listing (name, size, mtime) of its weights folder, the device kind, and
+`runtime.seed` when the tower is random-init, since the seed is its weights); an audio entry's key the same over
+the sound's source (the audio file, or the video file whose sound track is used) and the `audio` section. So
+configs that differ only in the other modality or in the fusion and LLM share entries: the variants of
+bench/learning.py encode each clip once. The JSON is written last, by rename: an entry without it is incomplete
+and is computed again.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from .runner import Runner
 from .tasks import Task
 
 DEFAULT_CACHE_DIR = KIT_ROOT / ".cache" / "features"
-FORMAT_VERSION = 1
-ENCODER_SECTIONS = ("media", "vision", "audio")
+FORMAT_VERSION = 2
+MODALITIES = ("video", "audio")
+
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256, for this process
@@ -61,88 +65,95 @@ def _folder_listing(path: str) -> list[tuple[str, int, int]]:
     )
 
 
-def encoder_fingerprint(cfg: KitConfig, device: str) -> dict[str, Any]:
-    """Everything besides the media that determines the encoders' output for a clip."""
+def encoder_fingerprint(cfg: KitConfig, device: str, modality: str) -> dict[str, Any]:
+    """Everything besides the media that determines one modality's encoder output for a clip."""
+    section = {"video": "vision", "audio": "audio"}[modality]
     data = cfg.to_dict()
-    fingerprint: dict[str, Any] = {name: data[name] for name in ENCODER_SECTIONS}
-    if cfg.vision.tower == "tiny" or cfg.audio.encoder == "tiny":
+    tower = getattr(cfg, section)
+    fingerprint: dict[str, Any] = {"media": data["media"], section: data[section]}
+    if getattr(tower, "tower", None) == "tiny" or getattr(tower, "encoder", None) == "tiny":
         fingerprint["seed"] = cfg.runtime.seed  # random-init towers: the seed is their weights
-    fingerprint["weights"] = {
-        "vision": _folder_listing(cfg.vision.path),
-        "audio": _folder_listing(cfg.audio.path),
-    }
+    fingerprint["weights"] = _folder_listing(tower.path)
     fingerprint["device"] = device
     fingerprint["format"] = FORMAT_VERSION
     return fingerprint
 
 
-def feature_key(task: Task, fingerprint: dict[str, Any]) -> str:
-    """The cache key of a task's encoder outputs: its media content and the encoder fingerprint."""
-    media = {
-        "video": file_digest(task.video) if task.video is not None and task.video.is_file() else None,
-        "audio": file_digest(task.audio) if task.audio is not None and task.audio.is_file() else None,
-    }
-    text = json.dumps({"media": media, "encoders": fingerprint}, sort_keys=True, default=str)
+def _digest(path: Path | None) -> str | None:
+    return file_digest(path) if path is not None and path.is_file() else None
+
+
+def feature_key(task: Task, modality: str, fingerprint: dict[str, Any]) -> str | None:
+    """The cache key of one modality of a task: its source file's content and the encoder fingerprint.
+
+    None when the task has no source file for it (nothing to cache: the modality is absent).
+    """
+    if modality == "video":
+        source = {"video": _digest(task.video)}
+    else:  # the audio file, else the video's sound track (runner.task_audio's order)
+        audio = _digest(task.audio)
+        source = {"audio": audio} if audio is not None else {"video_track": _digest(task.video)}
+    if not any(source.values()):
+        return None
+    text = json.dumps({"source": source, "encoder": fingerprint}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def save_entry(directory: Path, key: str, encoded: Encoded, about: dict[str, Any]) -> None:
-    """Write one entry (tensors, then the JSON that marks it complete), each file atomically."""
+def save_entry(directory: Path, key: str, modality: str, encoded: Encoded, about: dict[str, Any]) -> None:
+    """Write one modality's entry (tensors, then the JSON that marks it complete), each file atomically."""
     folder = directory / key[:2]
     folder.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    for name in ("video", "audio"):
-        pair = getattr(encoded, name)
-        if pair is not None:
-            tensors[f"{name}_tokens"] = pair[0].float().contiguous()
-            tensors[f"{name}_times"] = pair[1].float().contiguous()
+    pair = getattr(encoded, modality)
+    tensors = {} if pair is None else {"tokens": pair[0].float().contiguous(), "times": pair[1].float().contiguous()}
     tmp = folder / f".{key}.{os.getpid()}.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / f"{key}.safetensors")
-    record = {
-        "format": FORMAT_VERSION,
-        "video": encoded.video is not None,
-        "audio": encoded.audio is not None,
-        "tags": list(encoded.tags),
-        "transcript": encoded.transcript,
-        **about,
-    }
+    text = {"tags": list(encoded.tags)} if modality == "video" else {"transcript": encoded.transcript}
+    record = {"format": FORMAT_VERSION, "modality": modality, "present": pair is not None, **text, **about}
     tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
     os.replace(tmp, folder / f"{key}.json")
 
 
-def load_entry(directory: Path, key: str) -> Encoded | None:
-    """The cached Encoded of `key`, or None when there is no complete, readable entry."""
+def load_entry(directory: Path, key: str, modality: str) -> Encoded | None:
+    """An Encoded holding only the cached `modality` of `key`; None when there is no complete, readable entry."""
     folder = directory / key[:2]
     try:
         record = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
         tensors = load_file(str(folder / f"{key}.safetensors"))
     except (OSError, ValueError):  # missing, partial or corrupt: compute it again
         return None
-    if record.get("format") != FORMAT_VERSION:
+    if record.get("format") != FORMAT_VERSION or record.get("modality") != modality:
         return None
-    encoded = Encoded(tags=list(record["tags"]), transcript=record["transcript"])
-    for name in ("video", "audio"):
-        if record[name]:
-            setattr(encoded, name, (tensors[f"{name}_tokens"], tensors[f"{name}_times"]))
+    encoded = Encoded(tags=list(record.get("tags", [])), transcript=record.get("transcript", ""))
+    if record["present"]:
+        setattr(encoded, modality, (tensors["tokens"], tensors["times"]))
     return encoded
+
+
+def merge(video: Encoded, audio: Encoded) -> Encoded:
+    """The video part (tokens, tags) of one Encoded with the audio part (tokens, transcript) of another."""
+    return Encoded(video=video.video, tags=video.tags, audio=audio.audio, transcript=audio.transcript)
 
 
 class FeatureCache:
     """Encoder outputs per task: from memory, else from disk, else decoded and encoded once (then stored).
 
-    The encoders run in eval mode, as at inference; the media are decoded by `Runner.load_media` (the same
-    decoding as run.py). `directory=None` keeps entries in memory only.
+    Video and audio are cached separately (see the module docstring). The encoders run in eval mode, as at
+    inference; the media are decoded by `Runner.decode` (the same decoding as run.py). `directory=None` keeps
+    entries in memory only. The counters are per task: `encoder_runs` tasks needed an encoder, `disk_hits` were
+    served whole from disk, `memory_hits` from memory.
     """
 
     def __init__(self, model: TriModalModel, cfg: KitConfig, directory: Path | None = DEFAULT_CACHE_DIR):
         self.model = model
         self.cfg = cfg
         self.directory = None if directory is None else Path(directory)
-        self.fingerprint = encoder_fingerprint(cfg, model.device.type)
+        device = model.device.type
+        self.fingerprints = {m: encoder_fingerprint(cfg, device, m) for m in MODALITIES}
+        self.encoders = {"video": model.vision, "audio": model.audio}
         self._media = Runner(model, cfg)
         self._memory: dict[str, Encoded] = {}
-        self.encoder_runs = 0  # clips decoded and encoded by this cache
+        self.encoder_runs = 0
         self.disk_hits = 0
         self.memory_hits = 0
 
@@ -152,41 +163,64 @@ class FeatureCache:
             return self._get(task)
 
     def _get(self, task: Task) -> Encoded:
-        key = feature_key(task, self.fingerprint)
-        if key in self._memory:
+        keys = {m: self._key(task, m) for m in MODALITIES}
+        parts: dict[str, Encoded | None] = {}
+        for m, key in keys.items():
+            if key is None:
+                parts[m] = Encoded()  # no source file, or no encoder for it
+            elif key in self._memory:
+                parts[m] = self._memory[key]
+            else:
+                parts[m] = None if self.directory is None else load_entry(self.directory, key, m)
+        if all(key is None or key in self._memory for key in keys.values()):
             self.memory_hits += 1
-            return self._memory[key]
-        encoded = None if self.directory is None else load_entry(self.directory, key)
-        if encoded is not None:
+        elif all(part is not None for part in parts.values()):
             self.disk_hits += 1
         else:
-            encoded = self._compute(task)
-            if self.directory is not None:
-                about = {"video_file": task.video, "audio_file": task.audio, "encoders": self.fingerprint}
-                save_entry(self.directory, key, encoded, about)
-        self._memory[key] = encoded
-        return encoded
+            missing = [m for m, part in parts.items() if part is None]
+            computed, audio_source = self._compute(task, missing)
+            self.encoder_runs += 1
+            for m in missing:
+                parts[m] = computed
+                if m == "audio" and audio_source not in ("audio file", "video track"):
+                    continue  # a fallback from an unreadable audio file depends on the video too: not stored
+                if self.directory is not None:
+                    about = {"file": task.video if m == "video" else task.audio or task.video,
+                             "encoder": self.fingerprints[m]}  # fmt: skip
+                    save_entry(self.directory, keys[m], m, computed, about)
+        for m, key in keys.items():
+            if key is not None:
+                self._memory[key] = parts[m]
+        return merge(parts["video"], parts["audio"])
 
-    def _compute(self, task: Task) -> Encoded:
-        self.encoder_runs += 1
+    def _key(self, task: Task, modality: str) -> str | None:
+        if self.encoders[modality] is None:
+            return None
+        return feature_key(task, modality, self.fingerprints[modality])
+
+    def _compute(self, task: Task, modalities: list[str]) -> tuple[Encoded, str]:
+        """Decode the task's media and encode the given modalities; also says where the sound came from."""
         encoders = [m for m in (self.model.vision, self.model.audio) if m is not None]
         modes = [m.training for m in encoders]
         for module in encoders:
             module.eval()
         try:
             with torch.no_grad():
-                frames, wave, _ = self._media.load_media(task)
-                encoded = self.model.encode(frames, wave)
+                frames, wave, problems, _ = self._media.decode(task, self.cfg.media)
+                encoded = self.model.encode(
+                    frames if "video" in modalities else None, wave if "audio" in modalities else None
+                )
         finally:
             for module, mode in zip(encoders, modes, strict=True):
                 module.train(mode)
+        audio_problems = [text for where, text in problems if where == "audio"]
+        audio_source = audio_problems[0] if audio_problems else "audio file"
         # float32 copies, exactly what a later disk hit returns
         return dataclasses.replace(
             encoded,
             video=None if encoded.video is None else tuple(t.float().contiguous() for t in encoded.video),
             audio=None if encoded.audio is None else tuple(t.float().contiguous() for t in encoded.audio),
-        )
-
+        ), audio_source
     def stats(self) -> dict[str, int]:
         return {
             "encoder_runs": self.encoder_runs,

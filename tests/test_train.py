@@ -221,8 +221,8 @@ def test_feature_cache_serves_the_second_epoch_and_the_next_run(trained, splits,
                                     "memory_hits": STEPS * BATCH - n_train}  # fmt: skip
     dev_evaluations = STEPS // EVAL_EVERY  # the dev split goes through the Runner, which encodes itself
     assert trained["encoder_calls"] == n_train + n_dev * dev_evaluations
-    entries = list(trained["cache"].rglob("*.json"))
-    assert len(entries) == n_train and len(list(trained["cache"].rglob("*.safetensors"))) == n_train
+    entries = list(trained["cache"].rglob("*.json"))  # one per clip and modality
+    assert len(entries) == 2 * n_train and len(list(trained["cache"].rglob("*.safetensors"))) == 2 * n_train
     again = train(load_config("tiny", TINY), TrainConfig(steps=3, batch_size=4, eval_every=0), splits["train"],
                   tmp_path / "out", cache_dir=trained["cache"], progress=False)  # fmt: skip
     assert again.feature_stats["encoder_runs"] == 0 and again.feature_stats["disk_hits"] == n_train
@@ -230,6 +230,10 @@ def test_feature_cache_serves_the_second_epoch_and_the_next_run(trained, splits,
                     eval_every=0), splits["train"], tmp_path / "out2", cache_dir=trained["cache"],
                     progress=False)  # fmt: skip
     assert changed.feature_stats["encoder_runs"] == 4  # another encoder config: other keys
+    video_only = train(load_config("tiny", [*TINY, "audio.encoder=none", "audio.transcribe=false"]),
+                       TrainConfig(steps=1, batch_size=4, eval_every=0), splits["train"], tmp_path / "out3",
+                       cache_dir=trained["cache"], progress=False)  # fmt: skip
+    assert video_only.feature_stats == {"encoder_runs": 0, "disk_hits": 4, "memory_hits": 0}  # video shared
 
 
 def test_best_folder_runs_with_run_py_and_scores_as_in_training(trained, splits, tmp_path):
