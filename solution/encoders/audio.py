@@ -4,6 +4,16 @@ Whisper's encoder sees 30-second windows (3000 log-mel frames) and emits 50 fram
 frames that cover real audio, average-pool them to `tokens_per_second`, and stamp each token with the centre
 time of the frames it pools, in the same seconds as the video tokens. The decoder (when present) writes the
 transcript from the same encoder states, so the audio is encoded once.
+
+`audio.window` says how much of a window the encoder runs on. full: the whole padded 30 s window, as Whisper was
+trained (transformers' WhisperEncoder.forward accepts nothing else). fit: only the log-mel frames that cover the
+real audio (plus the convolutions' one-frame margin, at least `MIN_FIT_SECONDS`), through the encoder's own modules
+(`encode_mel`: WhisperEncoder.forward with the position table cut to the input); windows that are full anyway (all
+but the last of long audio) are unchanged. The mel features are computed on the padded window either way, so the
+kept frames' inputs are identical; only the attention context shrinks. A 3 s clip then costs about a tenth of a
+full window, but the states drift (pooled-token cosine to full 0.95-0.999, lowest on the shortest clips) and the
+decoder, trained on padded windows only, often loops on them (repeats a phrase up to transcript_max_tokens).
+auto: fit when no transcript is made (transcribe=false, time-budget step-downs), full when one is.
 """
 
 from __future__ import annotations
@@ -24,6 +34,38 @@ WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
 FRAMES_PER_SECOND = 50  # Whisper encoder output rate: hop 160 samples, then a stride-2 convolution
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
 assert SAMPLES_PER_FRAME * FRAMES_PER_SECOND == SAMPLE_RATE
+MEL_PER_FRAME = 2  # log-mel frames per encoder frame (conv2's stride)
+WINDOW_MEL = WINDOW_SECONDS * FRAMES_PER_SECOND * MEL_PER_FRAME  # 3000
+MIN_FIT_SECONDS = 1.0  # a fitted window never encodes less than this
+
+
+def fit_mel_frames(real_frames: int) -> int:
+    """Log-mel frames to encode for `real_frames` kept encoder frames under audio.window=fit: even, <= 3000.
+
+    Encoder frame j reads mel frames 2j-2 .. 2j+2 (two kernel-3 convolutions, the second with stride 2), so the
+    kept frames' convolution outputs equal the full window's when mel frames 0 .. 2 * real_frames are present.
+    """
+    need = MEL_PER_FRAME * real_frames + 2
+    floor = int(MIN_FIT_SECONDS * FRAMES_PER_SECOND) * MEL_PER_FRAME
+    return min(WINDOW_MEL, max(need, floor))
+
+
+def encode_mel(encoder: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """WhisperEncoder.forward on (B, mels, M) log-mel features of any even length M <= 3000 → (B, M / 2, D).
+
+    transformers' forward raises unless M == 3000; this runs the same modules in the same order (conv1, GELU,
+    conv2, GELU, + the first M / 2 learned positions, the layers, the final layer norm). Dropout and LayerDrop act
+    only in training, and the frozen encoder is always in eval mode, so they are left out (checked).
+    """
+    assert not encoder.training, "encode_mel reproduces WhisperEncoder.forward in eval mode only"
+    n_mel = feats.shape[-1]
+    assert n_mel % MEL_PER_FRAME == 0 and n_mel <= WINDOW_MEL, n_mel
+    x = nn.functional.gelu(encoder.conv1(feats))
+    x = nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)  # (B, M / 2, D)
+    x = x + encoder.embed_positions.weight[: x.shape[1]]
+    for layer in encoder.layers:
+        x = layer(x, None)
+    return encoder.layer_norm(x)
 
 
 def pool_audio_frames(
@@ -57,6 +99,11 @@ class WhisperAudioEncoder(nn.Module):
         self.feature_dim = model.config.d_model
 
     @property
+    def fits(self) -> bool:
+        """Whether the last window is encoded fitted to its real audio (audio.window, read at call time)."""
+        return self.cfg.window == "fit" or (self.cfg.window == "auto" and not self.cfg.transcribe)
+
+    @property
     def encoder(self) -> nn.Module:
         return self.model.get_encoder()
 
@@ -76,13 +123,30 @@ class WhisperAudioEncoder(nn.Module):
         param = next(self.model.parameters())
         feats, real = self._windows(wave)
         feats = feats.to(param.device, param.dtype)
-        states = self.encoder(feats).last_hidden_state  # (W, 1500, D)
-        frames = torch.cat([states[i, :n] for i, n in enumerate(real)])  # (F, D)
+        # Groups of windows encoded together: (features, encoder states) with the states (W, F, D).
+        if not self.fits:
+            groups = [(feats, self.encoder(feats).last_hidden_state)]  # (W, 1500, D)
+        else:
+            last = fit_mel_frames(real[-1])
+            groups = []
+            if len(real) > 1:  # the full windows of long audio, as they are
+                groups.append((feats[:-1], encode_mel(self.encoder, feats[:-1])))
+            groups.append((feats[-1:, :, :last], encode_mel(self.encoder, feats[-1:, :, :last])))
+        states = [s for _, group in groups for s in group]
+        frames = torch.cat([s[:n] for s, n in zip(states, real, strict=True)])  # (F, D)
         tokens, times = pool_audio_frames(frames.float(), self.cfg.tokens_per_second, self.cfg.max_tokens)
-        transcript = self._transcribe(feats, states) if self.cfg.transcribe else ""
+        transcript = (
+            " ".join(t for f, s in groups for t in self._transcribe(f, s)) if self.cfg.transcribe else ""
+        )
         return tokens, times, transcript
 
-    def _transcribe(self, feats: torch.Tensor, states: torch.Tensor) -> str:
+    def _transcribe(self, feats: torch.Tensor, states: torch.Tensor) -> list[str]:
+        """The non-empty transcripts of windows (W, mels, M) from their encoder states (W, F, D).
+
+        Whisper's generate takes the states as they are (the decoder cross-attends to any number of frames): with
+        encoder_outputs given it does not run the encoder, and `feats` (padded to 3000 inside generate when
+        shorter) only tells it the batch size and that this is short-form (one window each) transcription.
+        """
         from transformers.modeling_outputs import BaseModelOutput
         from transformers.utils import logging as hf_logging
 
@@ -97,7 +161,7 @@ class WhisperAudioEncoder(nn.Module):
         finally:
             hf_logging.set_verbosity(level)
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return " ".join(t.strip() for t in texts if t.strip())
+        return [t.strip() for t in texts if t.strip()]
 
 
 def build_audio_encoder(cfg: AudioConfig) -> WhisperAudioEncoder | None:
