@@ -344,6 +344,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         raise AssertionError(f"{where}: union-typed config fields are not supported")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint is bool and not isinstance(value, bool) or not isinstance(value, hint):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value

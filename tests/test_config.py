@@ -33,6 +33,7 @@ def test_overrides_parse_yaml_values():
     assert cfg.fusion.depth == 3
     assert cfg.llm.lora_targets == ["q_proj", "v_proj"]
     assert cfg.media.max_audio_seconds == 5.0 and isinstance(cfg.media.max_audio_seconds, float)
+    assert load_config("tiny", ["media.max_audio_seconds=1e1"]).media.max_audio_seconds == 10.0  # YAML: a str
 
 
 @pytest.mark.parametrize(
@@ -40,6 +41,7 @@ def test_overrides_parse_yaml_values():
     [
         ("fusion.dpeth=3", "fusion: unknown field(s) ['dpeth']"),
         ("fusion.depth=x", "fusion.depth: expected int"),
+        ("media.max_audio_seconds=long", "media.max_audio_seconds: expected float"),
         ("fusion.heads=3", "fusion.heads: must divide fusion.dim=32"),
         ("vision.tower=resnet", "vision.tower: expected one of tiny, efficientnet_lite0, clip"),
         ("vision.spatial_tokens=3", "vision.spatial_tokens: must be a square number"),
