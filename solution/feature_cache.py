@@ -37,7 +37,6 @@ FORMAT_VERSION = 2
 MODALITIES = ("video", "audio")
 
 
-
 _DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256, for this process
 
 
@@ -104,7 +103,11 @@ def save_entry(directory: Path, key: str, modality: str, encoded: Encoded, about
     folder = directory / key[:2]
     folder.mkdir(parents=True, exist_ok=True)
     pair = getattr(encoded, modality)
-    tensors = {} if pair is None else {"tokens": pair[0].float().contiguous(), "times": pair[1].float().contiguous()}
+    tensors = (
+        {}
+        if pair is None
+        else {"tokens": pair[0].float().contiguous(), "times": pair[1].float().contiguous()}
+    )
     tmp = folder / f".{key}.{os.getpid()}.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / f"{key}.safetensors")
@@ -221,6 +224,7 @@ class FeatureCache:
             video=None if encoded.video is None else tuple(t.float().contiguous() for t in encoded.video),
             audio=None if encoded.audio is None else tuple(t.float().contiguous() for t in encoded.audio),
         ), audio_source
+
     def stats(self) -> dict[str, int]:
         return {
             "encoder_runs": self.encoder_runs,

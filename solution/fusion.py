@@ -43,7 +43,13 @@ def sinusoidal_time_encoding(
 
 
 class StreamEmbedding(nn.Module):
-    """Per-modality input projection + learned modality-type embedding + shared time encoding."""
+    """Per-modality standardisation + input projection + learned modality-type embedding + shared time encoding.
+
+    Frozen encoder features share a large common component (every clip's mean token is much the same); what tells
+    clips apart is a small part of it. Each input dimension is therefore standardised with statistics of the
+    training features (`set_input_statistics`, called by the trainer before the first step and saved with the
+    fusion weights as buffers; identity until then), so the projection starts from the differences.
+    """
 
     def __init__(self, input_dims: dict[str, int], dim: int):
         super().__init__()
@@ -53,13 +59,29 @@ class StreamEmbedding(nn.Module):
         self.dim = dim
         self.proj = nn.ModuleDict({m: nn.Linear(d, dim) for m, d in input_dims.items()})
         self.type_embedding = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(dim)) for m in input_dims})
+        for m, d in input_dims.items():
+            self.register_buffer(f"{m}_mean", torch.zeros(d))
+            self.register_buffer(f"{m}_scale", torch.ones(d))  # 1 / std
+
+    def set_input_statistics(self, modality: str, mean: Tensor, std: Tensor, eps: float = 1e-3) -> None:
+        """Standardise `modality` from now on with these per-dimension statistics (D,) of its features."""
+        width = self.input_dims[modality]
+        if mean.shape != (width,) or std.shape != (width,):
+            raise ValueError(f"{modality}: statistics must have shape ({width},), got {tuple(mean.shape)}, "
+                             f"{tuple(std.shape)}")  # fmt: skip
+        getattr(self, f"{modality}_mean").copy_(mean)
+        getattr(self, f"{modality}_scale").copy_(1 / (std + eps))
+
+    def standardise(self, modality: str, tokens: Tensor) -> Tensor:
+        """Encoder features (..., D_in) standardised per dimension (identity before set_input_statistics)."""
+        return (tokens - getattr(self, f"{modality}_mean")) * getattr(self, f"{modality}_scale")
 
     def forward(self, streams: dict[str, Stream]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Return the embedded tokens {m: (B, N, dim)} and boolean masks {m: (B, N)} of the given streams."""
         check_streams(streams, self.input_dims)
         x, masks = {}, {}
         for m, s in streams.items():
-            h = self.proj[m](s.tokens) + self.type_embedding[m]  # (B, N, dim)
+            h = self.proj[m](self.standardise(m, s.tokens)) + self.type_embedding[m]  # (B, N, dim)
             if s.times is not None:
                 h = h + sinusoidal_time_encoding(s.times, self.dim).to(h.dtype)  # (B, N, dim)
             x[m] = h
@@ -237,18 +259,36 @@ class ConcatFusion(nn.Module):
 
 
 class Projector(nn.Module):
-    """2-layer GELU MLP from the fusion width to the LLM hidden size; last layer zero-initialised by default."""
+    """Fused tokens (and their modality's standardised encoder features) → the LLM's hidden size.
 
-    def __init__(self, dim: int, hidden_size: int, zero_init: bool = True):
+    Two paths, summed per token: a 2-layer GELU MLP of the fused token (what the stream learned from the other
+    modalities), and a linear read-out of the token's own standardised encoder features, a residual connection
+    around the fusion. Without it the clip's evidence reaches the LLM only through the freshly initialised fusion
+    layers, and a few hundred training examples did not teach the LLM to read it (colour and pitch questions stayed
+    at chance); with it they are learned from the first steps. Both output layers are zero-initialised by
+    default: an untrained projector adds nothing to the prompt (the trainer draws them afresh, see
+    train.projector_init).
+    """
+
+    def __init__(
+        self, dim: int, hidden_size: int, input_dims: dict[str, int] | None = None, zero_init: bool = True
+    ):
         super().__init__()
         self.fc = nn.Linear(dim, hidden_size)
         self.proj = nn.Linear(hidden_size, hidden_size)
-        if zero_init:  # an untrained fusion injects zero vectors rather than noise
-            nn.init.zeros_(self.proj.weight)
-            nn.init.zeros_(self.proj.bias)
+        self.read_out = nn.ModuleDict({m: nn.Linear(d, hidden_size) for m, d in (input_dims or {}).items()})
+        if zero_init:
+            for layer in (self.proj, *self.read_out.values()):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(F.gelu(self.fc(x)))  # (..., hidden_size)
+    def forward(self, fused: Tensor, modality: str | None = None, features: Tensor | None = None) -> Tensor:
+        """fused (..., dim), and optionally the same tokens' standardised encoder features (..., D_in) of
+        `modality` → (..., hidden_size)."""
+        out = self.proj(F.gelu(self.fc(fused)))
+        if features is not None:
+            out = out + self.read_out[modality](features)
+        return out
 
 
 FUSIONS = {"coattn": TriModalCoAttention, "concat": ConcatFusion}

@@ -127,7 +127,12 @@ class TriModalModel(nn.Module):
                 mask = torch.ones(1, tokens.shape[0], dtype=torch.bool, device=self.device)
                 streams[name] = Stream(tokens[None].to(self.device), times[None].to(self.device), mask)
         fused = self.fusion(streams)  # name → (1, N, dim)
-        return {name: self.projector(fused[name])[0] for name in ("video", "audio") if name in streams}
+        out = {}
+        for name in ("video", "audio"):
+            if name in streams:
+                features = self.fusion.embed.standardise(name, streams[name].tokens)  # (1, N, D_in)
+                out[name] = self.projector(fused[name], name, features)[0]  # (N, H)
+        return out
 
     def prefix_embeds(self, task: Task, encoded: Encoded) -> torch.Tensor:
         """The prompt's input embeddings with fused video/audio tokens in place of the placeholders: (1, P, H)."""
@@ -274,7 +279,7 @@ def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
         mlp_ratio=f.mlp_ratio,
         dropout=f.dropout,
     )
-    projector = Projector(f.dim, hidden)
+    projector = Projector(f.dim, hidden, {k: v for k, v in input_dims.items() if k != "text"})
     if cfg.llm.adapter:
         llm = load_adapter(llm, resolve_path(cfg.llm.adapter), trainable=trainable)
     elif trainable:

@@ -82,6 +82,11 @@ class TrainConfig:
     """Also write a checkpoint every this many steps; 0 = only with the evaluations."""
     keep_checkpoints: int = 2
     """Checkpoints kept in the output folder (older ones are removed; best/ is separate)."""
+    projector_init: str = "random"
+    """The projector's output layers at the start of a fresh run. random: drawn (the MLP's as PyTorch's Linear, the
+    read-outs normal with std 0.02), so the tokens carry their clip's evidence into the LLM from the first step;
+    zero: as built for inference (untrained, they add nothing; the gradient then reaches the fusion only once the
+    output layer has grown, which was too slow to learn anything in a few hundred steps)."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "keep_checkpoints"):
@@ -100,6 +105,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"train.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
+        if self.projector_init not in ("random", "zero"):
+            raise ConfigError(f"train.projector_init: expected random or zero, got {self.projector_init!r}")
         if min(self.drop_video, self.drop_audio) < 0 or self.drop_video + self.drop_audio > 1:
             raise ConfigError(
                 f"train.drop_video + train.drop_audio: each >= 0 and together <= 1, got "
@@ -109,7 +116,7 @@ class TrainConfig:
 
 TRAJECTORY_FIELDS = (
     "steps", "batch_size", "lr", "fusion_lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip",
-    "drop_video", "drop_audio",
+    "drop_video", "drop_audio", "projector_init",
 )  # fmt: skip
 """TrainConfig fields that a resumed run must share with the run that wrote the checkpoint."""
 
@@ -492,8 +499,47 @@ class Trainer:
             )
         self.log = MetricsLog(self.out_dir, keep_until=self.step) if self.main else None
         self.features = FeatureCache(self.model, cfg, cache_dir)
+        if state is None:
+            self.initialise(progress=self.main)
         self.loss_module = accelerator.prepare(AnswerLoss(self.model))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+    def initialise(self, progress: bool) -> None:
+        """A fresh run's data-dependent start (the same in every process): the fusion's video and audio inputs
+        standardised with the training features' statistics (encoding every training clip into the feature
+        cache now rather than during the first epoch), and the projector's output layer drawn at random
+        (train.projector_init)."""
+        sums: dict[str, list[Any]] = {}  # modality -> [count, sum (D,), sum of squares (D,)], float64
+        for example in tqdm(
+            self.examples, desc="features", unit="task", disable=not progress, dynamic_ncols=True
+        ):
+            encoded = self.features.get(example.task)
+            for modality in ("video", "audio"):
+                pair = getattr(encoded, modality)
+                if pair is not None and pair[0].shape[0]:
+                    tokens = pair[0].double()  # (N, D)
+                    acc = sums.setdefault(modality, [0, 0.0, 0.0])
+                    acc[0] += tokens.shape[0]
+                    acc[1] = acc[1] + tokens.sum(0)
+                    acc[2] = acc[2] + (tokens * tokens).sum(0)
+        embed = self.model.fusion.embed
+        for modality, (count, total, squares) in sums.items():
+            if count >= 2 and modality in embed.input_dims:
+                mean = total / count
+                std = ((squares - count * mean * mean) / (count - 1)).clamp_min(0).sqrt()
+                embed.set_input_statistics(modality, mean.float(), std.float())
+        if self.tcfg.projector_init == "random":
+            generator = torch.Generator().manual_seed(self.seed)
+            projector = self.model.projector
+            nn.init.kaiming_uniform_(
+                projector.proj.weight, a=math.sqrt(5), generator=generator
+            )  # Linear's default
+            bound = 1 / math.sqrt(projector.proj.in_features)
+            nn.init.uniform_(projector.proj.bias, -bound, bound, generator=generator)
+            for (
+                layer
+            ) in projector.read_out.values():  # standardised inputs: tokens of norm ~ 0.02 sqrt(D_in * H)
+                nn.init.normal_(layer.weight, std=0.02, generator=generator)
 
     def restore(self, start: Path, state: dict[str, Any], train_dir: Path) -> None:
         """Continue from checkpoint `start`: step, optimizer, scheduler, best score, this process's RNGs."""

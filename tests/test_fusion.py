@@ -130,11 +130,40 @@ def test_same_second_video_and_audio_tokens_get_the_same_time_signal():
 
 
 def test_projector_zero_init_outputs_zeros():
-    projector = Projector(DIM, 24)
-    y = projector(torch.randn(2, 5, DIM))
+    features = torch.randn(2, 5, INPUT_DIMS["video"])
+    projector = Projector(DIM, 24, {"video": INPUT_DIMS["video"]})
+    y = projector(torch.randn(2, 5, DIM), "video", features)
     assert y.shape == (2, 5, 24)
     assert torch.count_nonzero(y) == 0
     assert torch.count_nonzero(Projector(DIM, 24, zero_init=False)(torch.randn(2, 5, DIM))) > 0
+
+
+def test_projector_reads_out_the_tokens_own_features():
+    torch.manual_seed(0)
+    projector = Projector(DIM, 24, {"video": INPUT_DIMS["video"]}, zero_init=False)
+    fused, features = torch.randn(1, 3, DIM), torch.randn(1, 3, INPUT_DIMS["video"])
+    with_features = projector(fused, "video", features)
+    torch.testing.assert_close(with_features - projector(fused), projector.read_out["video"](features))
+    moved = features.clone()
+    moved[0, 1] += 1.0  # one token's features change only that token's output
+    changed = (projector(fused, "video", moved) - with_features).abs().sum(-1)[0]
+    assert changed[1] > 0 and changed[0] == 0 and changed[2] == 0
+
+
+def test_input_statistics_standardise_each_dimension():
+    embed = make_fusion("coattn").embed
+    stream = make_stream("video", 1, 6)
+    tokens = stream.tokens[0]  # (N, D)
+    identity, _ = embed({"video": stream})
+    embed.set_input_statistics("video", tokens.mean(0), tokens.std(0))
+    standardised, _ = embed({"video": stream})
+    assert not torch.allclose(identity["video"], standardised["video"])
+    # an affine change of the features with matching statistics gives the same embedding
+    moved = Stream(tokens=stream.tokens * 3 + 7, times=stream.times, mask=stream.mask)
+    embed.set_input_statistics("video", (tokens * 3 + 7).mean(0), (tokens * 3 + 7).std(0))
+    assert torch.allclose(embed({"video": moved})[0]["video"], standardised["video"], atol=1e-2)
+    with pytest.raises(ValueError, match="video: statistics must have shape"):
+        embed.set_input_statistics("video", torch.zeros(3), torch.ones(3))
 
 
 def test_registry():

@@ -217,8 +217,8 @@ def test_checkpoint_reproduces_the_trained_model(trained, splits):
 def test_feature_cache_serves_the_second_epoch_and_the_next_run(trained, splits, tmp_path):
     result = trained["result"]
     n_train, n_dev = 12, 6
-    assert result.feature_stats == {"encoder_runs": n_train, "disk_hits": 0,
-                                    "memory_hits": STEPS * BATCH - n_train}  # fmt: skip
+    # every training clip is encoded before the first step (for the input statistics); the steps read memory
+    assert result.feature_stats == {"encoder_runs": n_train, "disk_hits": 0, "memory_hits": STEPS * BATCH}
     dev_evaluations = STEPS // EVAL_EVERY  # the dev split goes through the Runner, which encodes itself
     assert trained["encoder_calls"] == n_train + n_dev * dev_evaluations
     entries = list(trained["cache"].rglob("*.json"))  # one per clip and modality
@@ -229,11 +229,28 @@ def test_feature_cache_serves_the_second_epoch_and_the_next_run(trained, splits,
     changed = train(load_config("tiny", [*TINY, "media.num_frames=2"]), TrainConfig(steps=1, batch_size=4,
                     eval_every=0), splits["train"], tmp_path / "out2", cache_dir=trained["cache"],
                     progress=False)  # fmt: skip
-    assert changed.feature_stats["encoder_runs"] == 4  # another encoder config: other keys
+    assert changed.feature_stats["encoder_runs"] == n_train  # another encoder config: other keys
     video_only = train(load_config("tiny", [*TINY, "audio.encoder=none", "audio.transcribe=false"]),
                        TrainConfig(steps=1, batch_size=4, eval_every=0), splits["train"], tmp_path / "out3",
                        cache_dir=trained["cache"], progress=False)  # fmt: skip
-    assert video_only.feature_stats == {"encoder_runs": 0, "disk_hits": 4, "memory_hits": 0}  # video shared
+    assert video_only.feature_stats == {"encoder_runs": 0, "disk_hits": n_train, "memory_hits": 4}  # shared
+
+
+def test_fusion_inputs_are_standardised_with_the_training_features(trained, splits):
+    state = load_file(str(trained["out"] / "best" / "fusion.safetensors"))
+    model = build_model(load_config("tiny", TINY))
+    cache = FeatureCache(model, model.cfg, trained["cache"])
+    examples = load_examples(load_split(splits["train"]))
+    for modality in ("video", "audio"):
+        tokens = torch.cat([getattr(cache.get(e.task), modality)[0] for e in examples])  # (N, D)
+        assert torch.allclose(state[f"fusion.embed.{modality}_mean"], tokens.mean(0), atol=1e-5)
+        assert torch.allclose(state[f"fusion.embed.{modality}_scale"], 1 / (tokens.std(0) + 1e-3), rtol=1e-3)
+    built = build_model(load_config("tiny", TINY))  # as built for inference: identity statistics, zero output
+    assert torch.equal(built.fusion.embed.video_mean, torch.zeros_like(built.fusion.embed.video_mean))
+    assert not built.projector.proj.weight.any()
+    assert not built.projector.read_out["video"].weight.any()
+    for name in ("projector.proj.weight", "projector.read_out.video.weight", "projector.read_out.audio.weight"):
+        assert state[name].abs().sum() > 0  # train.projector_init=random
 
 
 def test_best_folder_runs_with_run_py_and_scores_as_in_training(trained, splits, tmp_path):
