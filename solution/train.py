@@ -467,7 +467,7 @@ class Trainer:
     checkpoints. `train()` is the function to call."""
 
     def __init__(self, cfg: KitConfig, tcfg: TrainConfig, train_dir: Path, out_dir: Path,
-                 dev_dir: Path | None, resume: bool, cache_dir: Path | None):  # fmt: skip
+                 dev_dir: Path | None, resume: bool, cache_dir: Path | None, progress: bool = True):  # fmt: skip
         self.accelerator = accelerator = make_accelerator(cfg)
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.main = accelerator.is_main_process
@@ -500,7 +500,7 @@ class Trainer:
         self.log = MetricsLog(self.out_dir, keep_until=self.step) if self.main else None
         self.features = FeatureCache(self.model, cfg, cache_dir)
         if state is None:
-            self.initialise(progress=self.main)
+            self.initialise(progress=progress and self.main)
         self.loss_module = accelerator.prepare(AnswerLoss(self.model))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
@@ -689,5 +689,5 @@ def train(
     encoder features in memory only. Raises KitError (ConfigError, SplitError...) on unusable inputs.
     """
     trainer = Trainer(cfg, tcfg, Path(train_dir), Path(out_dir), None if dev_dir is None else Path(dev_dir),
-                      resume, cache_dir)  # fmt: skip
+                      resume, cache_dir, progress)  # fmt: skip
     return trainer.run(stop_after, progress)
