@@ -152,24 +152,21 @@ def generate_caption(
     The text may be empty (the model produced only special tokens or whitespace): the caller chooses a fallback.
     """
     attention_mask = torch.ones(prefix_embeds.shape[:2], dtype=torch.long, device=prefix_embeds.device)
+    new_ids = _generate(model, tokenizer, prefix_embeds, attention_mask, max_new_tokens=max_new_tokens,
+                        num_beams=num_beams, no_repeat_ngram_size=no_repeat_ngram_size,
+                        repetition_penalty=repetition_penalty)  # fmt: skip
+    return tokenizer.decode(new_ids[0], skip_special_tokens=True).strip()
+
+
+def _generate(model: nn.Module, tokenizer, embeds: Tensor, attention_mask: Tensor, **settings) -> Tensor:
+    """Deterministic model.generate from input embeddings (B, P, H): the new token ids (B, T_new) only."""
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with warnings.catch_warnings():
         # from embeds alone the penalty and n-gram blocking see only the new tokens, which is what we want
         warnings.filterwarnings("ignore", message=r".*only to newly generated tokens.*")
-        new_ids = model.generate(
-            inputs_embeds=prefix_embeds,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            repetition_penalty=repetition_penalty,
-            pad_token_id=pad_token_id,
-        )  # (1, T_new): from inputs_embeds alone, generate returns only the new tokens
-    return tokenizer.decode(new_ids[0], skip_special_tokens=True).strip()
+        return model.generate(inputs_embeds=embeds, attention_mask=attention_mask, do_sample=False,
+                              temperature=None, top_p=None, top_k=None, pad_token_id=pad_token_id,
+                              **settings)  # fmt: skip
 
 
 # -- batches of tasks ---------------------------------------------------------------------------------------------
@@ -276,27 +273,13 @@ def generate_captions(
     from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
     embeds, attention_mask = pad_prefixes(prefixes, "left")  # (B, P, H), (B, P)
-    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     # generate() would skip each row's first <left padding> tokens when applying its own repetition penalty
     # (it assumes the prompt is in input_ids, which from inputs_embeds hold only new tokens): apply it ourselves,
     # over all new tokens, as for a single prefix
     processors = LogitsProcessorList()
     if repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(float(repetition_penalty)))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*only to newly generated tokens.*")
-        new_ids = model.generate(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            max_new_tokens=max_new_tokens,
-            num_beams=num_beams,
-            do_sample=False,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            repetition_penalty=1.0,
-            logits_processor=processors,
-            pad_token_id=pad_token_id,
-        )  # (B, T_new)
+    new_ids = _generate(model, tokenizer, embeds, attention_mask, max_new_tokens=max_new_tokens,
+                        num_beams=num_beams, no_repeat_ngram_size=no_repeat_ngram_size, repetition_penalty=1.0,
+                        logits_processor=processors)  # (B, T_new)  # fmt: skip
     return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new_ids]
