@@ -89,18 +89,23 @@ def _prefix_pass(model: nn.Module, prefix_embeds: Tensor):
     return first_logprobs, out.past_key_values
 
 
-def _option_pass(model: nn.Module, first_logprobs: Tensor, cache, prefix_embeds: Tensor,
-                 option_ids: list[list[int]]) -> Tensor:  # fmt: skip
-    """All options after the cached prefix in one right-padded batch; `cache` is grown (and repeated) in place."""
-    n, P, device = len(option_ids), prefix_embeds.shape[1], prefix_embeds.device
-    T = max(len(ids) for ids in option_ids)
-    cache.batch_repeat_interleave(n)  # (1, ...) -> (n, ...) in every layer
-
-    ids = torch.zeros(n, T, dtype=torch.long, device=device)  # right-padded with id 0
+def pad_options(option_ids: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Option token ids right-padded with id 0 into (n, T), and the (n, T) bool mask of real tokens."""
+    n, T = len(option_ids), max(len(ids) for ids in option_ids)
+    ids = torch.zeros(n, T, dtype=torch.long, device=device)
     real = torch.zeros(n, T, dtype=torch.bool, device=device)
     for i, option in enumerate(option_ids):
         ids[i, : len(option)] = torch.tensor(option, device=device)
         real[i, : len(option)] = True
+    return ids, real
+
+
+def _option_pass(model: nn.Module, first_logprobs: Tensor, cache, prefix_embeds: Tensor,
+                 option_ids: list[list[int]]) -> Tensor:  # fmt: skip
+    """All options after the cached prefix in one right-padded batch; `cache` is grown (and repeated) in place."""
+    n, P, device = len(option_ids), prefix_embeds.shape[1], prefix_embeds.device
+    cache.batch_repeat_interleave(n)  # (1, ...) -> (n, ...) in every layer
+    ids, real = pad_options(option_ids, device)  # (n, T), (n, T)
     embeds = model.get_input_embeddings()(ids).to(prefix_embeds.dtype)  # (n, T, H)
     prefix_mask = torch.ones(n, P, dtype=torch.long, device=device)
     attention_mask = torch.cat([prefix_mask, real.long()], dim=1)  # (n, P+T)
@@ -230,12 +235,8 @@ def score_options_batch(
     cache = out.past_key_values
     cache.batch_select_indices(row_task)  # (B, ...) -> (N, ...) in every layer
     flat = [ids for options in option_ids for ids in options]
-    N, T = len(flat), max(len(ids) for ids in flat)
-    ids = torch.zeros(N, T, dtype=torch.long, device=device)  # right-padded with id 0
-    real = torch.zeros(N, T, dtype=torch.bool, device=device)
-    for i, option in enumerate(flat):
-        ids[i, : len(option)] = torch.tensor(option, device=device)
-        real[i, : len(option)] = True
+    ids, real = pad_options(flat, device)  # (N, T), (N, T)
+    T = ids.shape[1]
     option_embeds = model.get_input_embeddings()(ids).to(embeds.dtype)  # (N, T, H)
     attention_mask = torch.cat([prefix_mask[row_task], real.long()], dim=1)  # (N, P + T)
     option_positions = lengths[row_task][:, None] + torch.arange(T, device=device)  # (N, T)
