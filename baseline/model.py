@@ -22,8 +22,6 @@ runner gives it one task at a time.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,7 +32,7 @@ from solution.config import KitConfig, load_config
 from solution.encoders.vision import build_vision_tower, preprocess_frames
 from solution.llm import load_llm, placeholder_ids
 from solution.media.video import Frames
-from solution.model import Answer, Encoded, pick_device
+from solution.model import Answer, Encoded, llm_autocast, pick_device
 from solution.prompt import chat_prompt, option_texts
 from solution.tasks import Task
 
@@ -98,10 +96,7 @@ class BaselineModel(nn.Module):
         return next(self.llm.parameters()).device
 
     def autocast(self):
-        """The preset's CPU bf16 autocast for the LLM (as the solution), a no-op elsewhere."""
-        if self.device.type == "cpu" and self.cfg.runtime.cpu_bf16_autocast:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return llm_autocast(self.device, self.cfg)  # the preset's CPU bf16 autocast, as the solution
 
     @torch.no_grad()
     def encode(self, frames: Frames | None, wave: np.ndarray | None) -> Encoded:

@@ -59,6 +59,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def llm_autocast(device: torch.device, cfg: KitConfig):
+    """bf16 autocast of the LLM on CPU when configured (fast bf16 units); a no-op elsewhere."""
+    if device.type == "cpu" and cfg.runtime.cpu_bf16_autocast:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 class TriModalModel(nn.Module):
     def __init__(
         self, cfg: KitConfig, vision, audio, fusion: nn.Module, projector: nn.Module, llm, tokenizer
@@ -78,10 +85,7 @@ class TriModalModel(nn.Module):
         return next(self.llm.parameters()).device
 
     def autocast(self):
-        """bf16 autocast of the LLM on CPU when configured (fast bf16 units); a no-op elsewhere."""
-        if self.device.type == "cpu" and self.cfg.runtime.cpu_bf16_autocast:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return llm_autocast(self.device, self.cfg)
 
     # -- encoders -------------------------------------------------------------------------------------------
     @torch.no_grad()
