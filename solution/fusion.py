@@ -5,7 +5,9 @@ projects every stream to a common width, adds a learned modality-type embedding 
 sinusoidal encoding of the token's time in seconds (so a video token and an audio token of the same second carry the
 same time signal). Then either
 
-- `TriModalCoAttention`: `depth` layers where every stream attends to itself and to the other two streams, or
+- `TriModalCoAttention`: `depth` layers where every stream attends to itself and to the other two streams, with a
+  per-head bias on the time between two timed tokens (`time_bias`: what sounds at a moment meets what is seen at
+  that moment from the first step, instead of after the alignment has been learned from the time encoding), or
 - `ConcatFusion`: no cross-modal interaction (VideoLLaMA2-AV style), each stream passed through on its own.
 
 `Projector` maps the fused tokens to the LLM's hidden size. A modality may be absent from the dict or have N == 0
@@ -109,10 +111,28 @@ def check_streams(streams: dict[str, Stream], input_dims: dict[str, int]) -> Non
         raise ValueError(f"streams have different batch sizes {sorted(batch_sizes)}")
 
 
+def time_slopes(heads: int) -> Tensor:
+    """Initial per-head slopes (1/s) of the time bias: head 0 global (0), the others geometric, 16 / 4**k per
+    second: the steepest favours tokens within ~0.1 s, the flattest within seconds."""
+    return torch.tensor([0.0] + [16.0 / 4**k for k in range(heads - 1)])
+
+
+def time_bias(slopes: Tensor, times: Tensor, timed: Tensor, context_times: Tensor, context_timed: Tensor) -> Tensor:
+    """Additive attention bias (B, h, L, M): -slope_h * |t_query - t_key| between timed tokens, 0 where either
+    token has no time (text, the null token).
+
+    slopes (h,); times (B, L) seconds with timed (B, L) bool; context_times (B, M) with context_timed (B, M).
+    """
+    distance = (times[:, :, None] - context_times[:, None, :]).abs()  # (B, L, M)
+    distance = distance * (timed[:, :, None] & context_timed[:, None, :])  # (B, L, M)
+    return -slopes.abs()[None, :, None, None] * distance[:, None]  # (B, h, L, M)
+
+
 class Attention(nn.Module):
     """Multi-head attention of x (B, L, D) over context (B, M, D).
 
     `mask` is (B, L, M) or (B, 1, M) bool, True = may attend; callers guarantee each row has a True entry.
+    `bias` (B, h, L, M), optional, is added to the attention logits.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0):
@@ -125,7 +145,7 @@ class Attention(nn.Module):
         self.key_value = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor, mask: Tensor, bias: Tensor | None = None) -> Tensor:
         B, L, D = x.shape
         M = context.shape[1]
         assert context.shape[-1] == D and mask.shape[-1] == M
@@ -134,6 +154,8 @@ class Attention(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4)  # (B, h, M, d) each
         dropout_p = self.dropout if self.training else 0.0
         mask = mask[:, None]  # (B, 1, L or 1, M), broadcast over heads
+        if bias is not None:
+            mask = bias.to(q.dtype).masked_fill(~mask, float("-inf"))  # (B, h, L, M)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)  # (B, h, L, d)
         return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
 
@@ -151,9 +173,13 @@ class MLP(nn.Module):
 
 
 class CoAttentionBlock(nn.Module):
-    """One modality's layer: self-attention, cross-attention to the other streams (+ a null token), MLP."""
+    """One modality's layer: self-attention, cross-attention to the other streams (+ a null token), MLP.
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    A timed modality's attentions (both) add `time_bias` with learned per-head slopes (`time_slopes` at first);
+    an untimed one's (text) have none.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, timed: bool = True):
         super().__init__()
         self.self_attn_ln = nn.LayerNorm(dim)
         self.self_attn = Attention(dim, heads, dropout)
@@ -161,24 +187,36 @@ class CoAttentionBlock(nn.Module):
         self.context_ln = nn.LayerNorm(dim)
         self.null = nn.Parameter(0.02 * torch.randn(dim))  # always-valid context token
         self.cross_attn = Attention(dim, heads, dropout)
+        self.timed = timed
+        if timed:
+            self.self_slopes = nn.Parameter(time_slopes(heads))
+            self.cross_slopes = nn.Parameter(time_slopes(heads))
         self.mlp_ln = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio, dropout)
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, context: Tensor, context_mask: Tensor) -> Tensor:
-        """x (B, N, D) with mask (B, N); context (B, M, D) with context_mask (B, M); M may be 0."""
+    def forward(self, x: Tensor, mask: Tensor, times: Tensor, timed: Tensor, context: Tensor, context_mask: Tensor,
+                context_times: Tensor, context_timed: Tensor) -> Tensor:  # fmt: skip
+        """x (B, N, D) with mask, times (seconds) and timed (B, N); context (B, M, D) with context_mask,
+        context_times and context_timed (B, M); M may be 0."""
         B, N, D = x.shape
         # self-attention over real tokens; each position also sees itself so padding rows stay finite
         eye = torch.eye(N, dtype=torch.bool, device=x.device)  # (N, N)
         self_mask = mask[:, None, :] | eye  # (B, N, N)
+        bias = time_bias(self.self_slopes, times, timed, times, timed) if self.timed else None  # (B, h, N, N)
         h = self.self_attn_ln(x)
-        x = x + self.resid_dropout(self.self_attn(h, h, self_mask))  # (B, N, D)
+        x = x + self.resid_dropout(self.self_attn(h, h, self_mask, bias))  # (B, N, D)
 
         null = self.null.expand(B, 1, D)  # (B, 1, D)
         context = torch.cat([null, self.context_ln(context)], dim=1)  # (B, 1 + M, D)
         valid = torch.ones(B, 1, dtype=torch.bool, device=x.device)
         context_mask = torch.cat([valid, context_mask], dim=1)[:, None, :]  # (B, 1, 1 + M)
-        x = x + self.resid_dropout(self.cross_attn(self.cross_attn_ln(x), context, context_mask))  # (B, N, D)
+        context_times = torch.cat([context_times.new_zeros(B, 1), context_times], dim=1)  # (B, 1 + M)
+        context_timed = torch.cat([~valid, context_timed], dim=1)  # (B, 1 + M): the null token has no time
+        bias = None
+        if self.timed:
+            bias = time_bias(self.cross_slopes, times, timed, context_times, context_timed)  # (B, h, N, 1 + M)
+        x = x + self.resid_dropout(self.cross_attn(self.cross_attn_ln(x), context, context_mask, bias))
 
         x = x + self.mlp(self.mlp_ln(x))  # (B, N, D)
         return x
@@ -201,7 +239,8 @@ class TriModalCoAttention(nn.Module):
         self.dim = dim
         self.embed = StreamEmbedding(input_dims, dim)
         self.layers = nn.ModuleList(
-            nn.ModuleDict({m: CoAttentionBlock(dim, heads, mlp_ratio, dropout) for m in self.modalities})
+            nn.ModuleDict({m: CoAttentionBlock(dim, heads, mlp_ratio, dropout, timed=m != "text")
+                           for m in self.modalities})  # fmt: skip
             for _ in range(depth)
         )
         self.ln_post = nn.ModuleDict({m: nn.LayerNorm(dim) for m in self.modalities})
@@ -209,6 +248,8 @@ class TriModalCoAttention(nn.Module):
     def forward(self, streams: dict[str, Stream]) -> dict[str, Tensor]:
         """Return the fused tokens {m: (B, N, dim)} of every stream given (padding positions hold junk)."""
         x, masks = self.embed(streams)
+        times = {m: s.tokens.new_zeros(s.mask.shape) if s.times is None else s.times.float() for m, s in streams.items()}
+        timed = {m: torch.full_like(masks[m], streams[m].times is not None) for m in x}  # (B, N) bool
         for layer in self.layers:
             new = {}
             for m in x:
@@ -216,9 +257,12 @@ class TriModalCoAttention(nn.Module):
                     new[m] = x[m]
                     continue
                 others = [o for o in x if o != m]  # the empty slice keeps M == 0 working with no other stream
-                context = torch.cat([x[m][:, :0]] + [x[o] for o in others], dim=1)  # (B, M, dim)
-                context_mask = torch.cat([masks[m][:, :0]] + [masks[o] for o in others], dim=1)  # (B, M)
-                new[m] = layer[m](x[m], masks[m], context, context_mask)  # (B, N, dim)
+
+                def context(parts: dict[str, Tensor]) -> Tensor:
+                    return torch.cat([parts[m][:, :0]] + [parts[o] for o in others], dim=1)  # (B, M, ...)
+
+                new[m] = layer[m](x[m], masks[m], times[m], timed[m], context(x), context(masks), context(times),
+                                  context(timed))  # (B, N, dim)  # fmt: skip
             x = new  # all streams read the previous layer's states
         return {m: self.ln_post[m](h) for m, h in x.items()}
 

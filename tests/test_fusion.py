@@ -11,6 +11,7 @@ from solution.fusion import (
     TriModalCoAttention,
     build_fusion,
     sinusoidal_time_encoding,
+    time_bias,
 )
 
 INPUT_DIMS = {"video": 12, "audio": 10, "text": 8}
@@ -95,6 +96,28 @@ def test_coattn_mixes_modalities_and_concat_does_not():
         fusion = make_fusion(mode)
         video_before, video_after = fusion(streams)["video"], fusion(changed)["video"]
         assert (not torch.allclose(video_before, video_after)) == mixes
+
+
+def test_time_bias_is_minus_slope_times_distance_between_timed_tokens():
+    slopes = torch.tensor([0.0, 2.0])
+    times, timed = torch.tensor([[0.0, 1.0]]), torch.tensor([[True, True]])
+    context_times, context_timed = torch.tensor([[0.5, 0.0, 3.0]]), torch.tensor([[True, False, True]])
+    bias = time_bias(slopes, times, timed, context_times, context_timed)  # (1, 2, 2, 3)
+    assert bias.shape == (1, 2, 2, 3)
+    assert torch.equal(bias[0, 0], torch.zeros(2, 3))  # a slope of 0: a global head
+    assert torch.allclose(bias[0, 1], torch.tensor([[-1.0, 0.0, -6.0], [-1.0, 0.0, -4.0]]))  # untimed key: 0
+
+
+def test_coattn_links_sound_and_picture_of_the_same_moment():
+    """Untrained, an audio token already hears most from the video token of its own moment (the time bias)."""
+    for seed in range(3):
+        fusion = make_fusion("coattn", seed)
+        streams = make_streams(B=1, lengths={"video": 7, "audio": 7, "text": 4})  # both at 0, 0.5, ... 3 s
+        changed = make_streams(B=1, lengths={"video": 7, "audio": 7, "text": 4})
+        changed["video"].tokens[0, 4] += 3.0  # the picture at 2 s
+        delta = (fusion(changed)["audio"] - fusion(streams)["audio"]).norm(dim=-1)[0]  # (7,)
+        assert int(delta.argmax()) == 4, delta
+        assert delta[4] > 2 * delta[0]
 
 
 @pytest.mark.parametrize("mode", ["coattn", "concat"])
