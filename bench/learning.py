@@ -52,7 +52,7 @@ from solution.metrics import METEOR_CONTEST  # noqa: E402
 from solution.model import build_model  # noqa: E402
 from solution.splits import load_split, write_split  # noqa: E402
 from solution.synthetic import make_synthetic_split  # noqa: E402
-from solution.train import Evaluator, load_examples, split_overrides, train, train_config  # noqa: E402
+from solution.train import DEV_METRICS_FILE, Evaluator, load_examples, split_overrides, train, train_config  # noqa: E402
 
 OUT_DIR = KIT_ROOT / "bench" / "results" / "learning"
 SPLITS = ("train", "dev", "heldout")
@@ -79,6 +79,7 @@ BENCH_OVERRIDES = (
     "audio.tokens_per_second=5",  # a beep lasts 0.15 s: 0.2 s tokens place it in a 0.75 s colour segment
     "vision.temporal_stride=1",  # a token per frame and quadrant: 8 frames over the 3 s clip
     "prompt.system=Answer questions about the video and its sound.",  # a short prompt: each step reads less
+    "runtime.cpu_bf16_autocast=true",  # training steps 1.4x faster on CPU than in float32
 )
 """Applied to every variant before the user's --set: the synthetic clips' needs, and shorter prompts."""
 BENCH_TRAIN_OVERRIDES = (
@@ -132,8 +133,10 @@ def run_variant(
         del result
         gc.collect()
         cfg = load_config(out / "best")
+        dev = json.loads((out / "best" / DEV_METRICS_FILE).read_text())  # scored when it was saved
+        row["dev"] = {k: v for k, v in dev.items() if k != "step"}
     model = build_model(cfg)
-    for split in ("heldout", "dev"):
+    for split in ["heldout"] if "dev" in row else ["heldout", "dev"]:
         row[split] = Evaluator(load_split(data[split]), cfg)(model)
     row["seconds"] = round(time.perf_counter() - started, 1)
     del model
