@@ -117,7 +117,9 @@ def time_slopes(heads: int) -> Tensor:
     return torch.tensor([0.0] + [16.0 / 4**k for k in range(heads - 1)])
 
 
-def time_bias(slopes: Tensor, times: Tensor, timed: Tensor, context_times: Tensor, context_timed: Tensor) -> Tensor:
+def time_bias(
+    slopes: Tensor, times: Tensor, timed: Tensor, context_times: Tensor, context_timed: Tensor
+) -> Tensor:
     """Additive attention bias (B, h, L, M): -slope_h * |t_query - t_key| between timed tokens, 0 where either
     token has no time (text, the null token).
 
@@ -179,7 +181,9 @@ class CoAttentionBlock(nn.Module):
     an untimed one's (text) have none.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, timed: bool = True):
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, timed: bool = True
+    ):
         super().__init__()
         self.self_attn_ln = nn.LayerNorm(dim)
         self.self_attn = Attention(dim, heads, dropout)
@@ -215,11 +219,18 @@ class CoAttentionBlock(nn.Module):
         context_timed = torch.cat([~valid, context_timed], dim=1)  # (B, 1 + M): the null token has no time
         bias = None
         if self.timed:
-            bias = time_bias(self.cross_slopes, times, timed, context_times, context_timed)  # (B, h, N, 1 + M)
+            bias = time_bias(
+                self.cross_slopes, times, timed, context_times, context_timed
+            )  # (B, h, N, 1 + M)
         x = x + self.resid_dropout(self.cross_attn(self.cross_attn_ln(x), context, context_mask, bias))
 
         x = x + self.mlp(self.mlp_ln(x))  # (B, N, D)
         return x
+
+
+def _others(parts: dict[str, Tensor], m: str) -> Tensor:
+    """The other streams' tensors concatenated along the token axis: (B, M, ...); M == 0 without other streams."""
+    return torch.cat([parts[m][:, :0]] + [parts[o] for o in parts if o != m], dim=1)
 
 
 class TriModalCoAttention(nn.Module):
@@ -239,8 +250,12 @@ class TriModalCoAttention(nn.Module):
         self.dim = dim
         self.embed = StreamEmbedding(input_dims, dim)
         self.layers = nn.ModuleList(
-            nn.ModuleDict({m: CoAttentionBlock(dim, heads, mlp_ratio, dropout, timed=m != "text")
-                           for m in self.modalities})  # fmt: skip
+            nn.ModuleDict(
+                {
+                    m: CoAttentionBlock(dim, heads, mlp_ratio, dropout, timed=m != "text")
+                    for m in self.modalities
+                }
+            )  # fmt: skip
             for _ in range(depth)
         )
         self.ln_post = nn.ModuleDict({m: nn.LayerNorm(dim) for m in self.modalities})
@@ -248,7 +263,8 @@ class TriModalCoAttention(nn.Module):
     def forward(self, streams: dict[str, Stream]) -> dict[str, Tensor]:
         """Return the fused tokens {m: (B, N, dim)} of every stream given (padding positions hold junk)."""
         x, masks = self.embed(streams)
-        times = {m: s.tokens.new_zeros(s.mask.shape) if s.times is None else s.times.float() for m, s in streams.items()}
+        times = {m: s.mask.new_zeros(s.mask.shape, dtype=torch.float32) if s.times is None else s.times.float()
+                 for m, s in streams.items()}  # (B, N) seconds  # fmt: skip
         timed = {m: torch.full_like(masks[m], streams[m].times is not None) for m in x}  # (B, N) bool
         for layer in self.layers:
             new = {}
@@ -256,13 +272,8 @@ class TriModalCoAttention(nn.Module):
                 if x[m].shape[1] == 0:
                     new[m] = x[m]
                     continue
-                others = [o for o in x if o != m]  # the empty slice keeps M == 0 working with no other stream
-
-                def context(parts: dict[str, Tensor]) -> Tensor:
-                    return torch.cat([parts[m][:, :0]] + [parts[o] for o in others], dim=1)  # (B, M, ...)
-
-                new[m] = layer[m](x[m], masks[m], times[m], timed[m], context(x), context(masks), context(times),
-                                  context(timed))  # (B, N, dim)  # fmt: skip
+                context = [_others(parts, m) for parts in (x, masks, times, timed)]  # (B, M, ...) each
+                new[m] = layer[m](x[m], masks[m], times[m], timed[m], *context)  # (B, N, dim)
             x = new  # all streams read the previous layer's states
         return {m: self.ln_post[m](h) for m, h in x.items()}
 

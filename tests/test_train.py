@@ -249,7 +249,11 @@ def test_fusion_inputs_are_standardised_with_the_training_features(trained, spli
     assert torch.equal(built.fusion.embed.video_mean, torch.zeros_like(built.fusion.embed.video_mean))
     assert not built.projector.proj.weight.any()
     assert not built.projector.read_out["video"].weight.any()
-    for name in ("projector.proj.weight", "projector.read_out.video.weight", "projector.read_out.audio.weight"):
+    for name in (
+        "projector.proj.weight",
+        "projector.read_out.video.weight",
+        "projector.read_out.audio.weight",
+    ):
         assert state[name].abs().sum() > 0  # train.projector_init=random
 
 
