@@ -22,7 +22,7 @@ a short system prompt) and BENCH_TRAIN_OVERRIDES, then the user's --set. Prints 
 (seconds per example to decode and encode vs to read the cache) and a markdown table of accuracy per category
 (video / audio / both questions) and caption METEOR on heldout, and dev accuracy and score; the claim to check is
 trimodal > concat and trimodal > each single modality on heldout 'both' questions. On the pocket preset (2 CPU
-threads) a step of 8 examples takes ~3.6 s (bf16 autocast), so a trained variant takes 8-10 minutes (100 steps,
+threads) a step of 8 examples takes ~4 s (bf16 autocast), so a trained variant takes 8-10 minutes (100 steps,
 two dev evaluations, the held-out scoring) and the whole table ~40 minutes, feature extraction included (cached under .cache/features
 and shared by every variant). `--config tiny` runs the whole pipeline in under a minute (the tiny random LLM
 cannot learn much: that run only shows the script works). A finished variant is skipped when the script is run
