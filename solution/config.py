@@ -99,8 +99,12 @@ class AudioConfig:
     """How much of each 30-second window the Whisper encoder runs on. full: the whole zero-padded window, as
     Whisper was trained; fit: only the frames covering real audio (at least 1 s; a 3 s clip encodes about 10x
     faster, but the audio tokens drift a little and the decoder often loops on the shortened states, so keep it
-    off transcripts); auto: fit when transcribe is false (also in time-budget step-downs), full when it is true.
-    Long audio: every window but the last is full either way."""
+    off transcripts); auto: fit for the audio tokens, and a window that holds speech (see no_speech_threshold)
+    is encoded again in full for its transcript. Long audio: every window but the last is full either way."""
+    no_speech_threshold: float = 0.6
+    """A window gets no transcript when Whisper's no-speech probability (its <|nocaptions|> token right after
+    <|startoftranscript|>) is above this (Whisper's own default, 0.6): beeps, music and silence then add
+    nothing to the prompt instead of a hallucinated "you". 1.0 transcribes every window."""
 
     def __post_init__(self) -> None:
         _one_of(self.encoder, "audio.encoder", AUDIO_ENCODERS)
@@ -110,6 +114,7 @@ class AudioConfig:
             50 % self.tokens_per_second == 0, "audio.tokens_per_second", "must divide 50 (Whisper frames/s)"
         )
         _check(self.max_tokens >= 1, "audio.max_tokens", "must be >= 1")
+        _check(0 <= self.no_speech_threshold <= 1, "audio.no_speech_threshold", "must be in [0, 1]")
         _check(
             not (self.transcribe and self.encoder == "tiny"),
             "audio.transcribe",

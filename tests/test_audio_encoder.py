@@ -83,14 +83,11 @@ def test_transcript_decodes_from_fitted_states():
     assert len(fitted) == len(padded) == 1 and len(fitted[0].split()) == len(padded[0].split()) == 8
 
 
-def test_auto_fits_only_without_a_transcript():
-    enc = _encoder("auto")
-    assert enc.fits  # the tiny preset makes no transcript
-    # the encoder reads its config at call time (runner.model_settings swaps it for step-down levels)
-    enc.cfg = AudioConfig(encoder="whisper", transcribe=True, window="auto")
-    assert not enc.fits
-    enc.cfg = AudioConfig(encoder="whisper", transcribe=True, window="fit")
-    assert enc.fits
+def test_auto_tokens_are_the_fitted_ones():
+    """auto encodes fitted windows for the audio tokens, whether or not a transcript is made later."""
+    wave_ = _wave(3.2)
+    (t_fit, s_fit, _), (t_auto, s_auto, _) = _encoder("fit")(wave_), _encoder("auto")(wave_)
+    assert torch.equal(t_auto, t_fit) and torch.equal(s_auto, s_fit)
     assert AudioConfig().window == "auto"
 
 
@@ -146,4 +143,32 @@ def test_real_transcripts_under_each_window(whisper_encoder, clip):
         enc.cfg = base
     assert KEY_WORDS[clip] <= _words(transcripts["full"]), transcripts
     assert KEY_WORDS[clip] <= _words(transcripts["fit"]), transcripts  # the words survive (0930 repeats them)
-    assert transcripts["auto"] == transcripts["full"]  # a transcript is made, so auto encodes full windows
+    assert transcripts["auto"] == transcripts["full"]  # speech: auto encodes the window again in full for it
+
+
+@pytest.mark.real_weights
+def test_no_speech_gate_drops_the_transcript_of_beeps(whisper_encoder):
+    """Beeps get no transcript (tiny.en would write "you"); speech keeps its transcript under every window."""
+    from solution import synth
+
+    enc, base = whisper_encoder, whisper_encoder.cfg
+    beeps = synth.beeps(3, 3.0)
+    speech = _speech("sense_and_sensibility_01_austen_64kb-0930")
+    try:
+        transcripts = {}
+        for window, threshold in [("full", 0.6), ("fit", 0.6), ("auto", 0.6), ("auto", 1.0)]:
+            enc.cfg = AudioConfig(**{**vars(base), "window": window, "no_speech_threshold": threshold})
+            transcripts[window, threshold] = enc(beeps)[2], enc(speech)[2]
+        with torch.no_grad():
+            feats, real = enc._windows(beeps)
+            fitted = A.encode_mel(enc.encoder, feats[:, :, : A.fit_mel_frames(real[0])])
+            p_beeps = enc.no_speech_probability(fitted).item()
+            feats, real = enc._windows(speech)
+            fitted = A.encode_mel(enc.encoder, feats[:, :, : A.fit_mel_frames(real[0])])
+            p_speech = enc.no_speech_probability(fitted).item()
+    finally:
+        enc.cfg = base
+    assert p_beeps > 0.6 > 0.3 > p_speech, (p_beeps, p_speech)
+    for (window, threshold), (on_beeps, on_speech) in transcripts.items():
+        assert (on_beeps == "") == (threshold < 1), (window, threshold, on_beeps)  # 1.0: the gate is off
+        assert KEY_WORDS["sense_and_sensibility_01_austen_64kb-0930"] <= _words(on_speech), (window, on_speech)

@@ -3,7 +3,7 @@
 Whisper's encoder sees 30-second windows (3000 log-mel frames) and emits 50 frames per second. We keep the
 frames that cover real audio, average-pool them to `tokens_per_second`, and stamp each token with the centre
 time of the frames it pools, in the same seconds as the video tokens. The decoder (when present) writes the
-transcript from the same encoder states, so the audio is encoded once.
+transcript from the encoder states of the same windows.
 
 `audio.window` says how much of a window the encoder runs on. full: the whole padded 30 s window, as Whisper was
 trained (transformers' WhisperEncoder.forward accepts nothing else). fit: only the log-mel frames that cover the
@@ -13,7 +13,11 @@ but the last of long audio) are unchanged. The mel features are computed on the 
 kept frames' inputs are identical; only the attention context shrinks. A 3 s clip then costs about a tenth of a
 full window, but the states drift (pooled-token cosine to full 0.95-0.999, lowest on the shortest clips) and the
 decoder, trained on padded windows only, often loops on them (repeats a phrase up to transcript_max_tokens).
-auto: fit when no transcript is made (transcribe=false, time-budget step-downs), full when one is.
+auto: fit for the audio tokens; a window whose transcript is made is encoded again in full for the decoder.
+
+A window gets a transcript only when it holds speech: Whisper's no-speech probability, read from the decoder's
+first step on the (fitted) states, at most `audio.no_speech_threshold` (Whisper's own 0.6). On non-speech audio
+tiny.en otherwise writes "you" or "Beeping", and a transcript costs a full-window encoding plus the decoding.
 """
 
 from __future__ import annotations
@@ -99,11 +103,6 @@ class WhisperAudioEncoder(nn.Module):
         self.feature_dim = model.config.d_model
 
     @property
-    def fits(self) -> bool:
-        """Whether the last window is encoded fitted to its real audio (audio.window, read at call time)."""
-        return self.cfg.window == "fit" or (self.cfg.window == "auto" and not self.cfg.transcribe)
-
-    @property
     def encoder(self) -> nn.Module:
         return self.model.get_encoder()
 
@@ -116,29 +115,57 @@ class WhisperAudioEncoder(nn.Module):
         real = [max(1, math.ceil(len(c) / SAMPLES_PER_FRAME)) for c in chunks]
         return feats, real
 
+    def _encode(self, feats: torch.Tensor, real: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Groups of windows encoded together: (their whole log-mel windows (W, mels, 3000), encoder states
+        (W, F, D)), F = 1500 for a full window or fewer for the fitted last one (audio.window)."""
+        if self.cfg.window == "full":
+            return [(feats, self.encoder(feats).last_hidden_state)]
+        groups = []
+        if len(real) > 1:  # the full windows of long audio, as they are
+            groups.append((feats[:-1], encode_mel(self.encoder, feats[:-1])))
+        last = fit_mel_frames(real[-1])
+        groups.append((feats[-1:], encode_mel(self.encoder, feats[-1:, :, :last])))
+        return groups
+
     @torch.no_grad()
     def forward(self, wave: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, str]:
         """Waveform (samples,) float32 16 kHz → tokens (N, D), times (N,), transcript ('' when disabled)."""
         assert wave.ndim == 1, wave.shape
         param = next(self.model.parameters())
         feats, real = self._windows(wave)
-        feats = feats.to(param.device, param.dtype)
-        # Groups of windows encoded together: (features, encoder states) with the states (W, F, D).
-        if not self.fits:
-            groups = [(feats, self.encoder(feats).last_hidden_state)]  # (W, 1500, D)
-        else:
-            last = fit_mel_frames(real[-1])
-            groups = []
-            if len(real) > 1:  # the full windows of long audio, as they are
-                groups.append((feats[:-1], encode_mel(self.encoder, feats[:-1])))
-            groups.append((feats[-1:, :, :last], encode_mel(self.encoder, feats[-1:, :, :last])))
+        groups = self._encode(feats.to(param.device, param.dtype), real)
         states = [s for _, group in groups for s in group]
         frames = torch.cat([s[:n] for s, n in zip(states, real, strict=True)])  # (F, D)
         tokens, times = pool_audio_frames(frames.float(), self.cfg.tokens_per_second, self.cfg.max_tokens)
-        transcript = (
-            " ".join(t for f, s in groups for t in self._transcribe(f, s)) if self.cfg.transcribe else ""
-        )
+        transcript = " ".join(self._speech_transcripts(groups)) if self.cfg.transcribe else ""
         return tokens, times, transcript
+
+    def no_speech_probability(self, states: torch.Tensor) -> torch.Tensor:
+        """Whisper's no-speech probability (W,) of windows from their encoder states (W, F, D): the weight of its
+        no-speech token in the decoder's first prediction after <|startoftranscript|> (the token transformers'
+        WhisperNoSpeechDetection reads, no_timestamps_token_id - 1). Beeps score ~0.9 on fitted states, read
+        speech ~0.01-0.2."""
+        gen = self.model.generation_config
+        start = torch.full((states.shape[0], 1), gen.decoder_start_token_id, device=states.device)
+        hidden = self.model.get_decoder()(input_ids=start, encoder_hidden_states=states).last_hidden_state
+        logits = self.model.proj_out(hidden[:, -1]).float()  # (W, V)
+        return logits.softmax(dim=-1)[:, gen.no_timestamps_token_id - 1]
+
+    def _speech_transcripts(self, groups: list[tuple[torch.Tensor, torch.Tensor]]) -> list[str]:
+        """The transcripts of the windows that hold speech (no-speech probability <= audio.no_speech_threshold);
+        under audio.window=auto, a fitted window is encoded again in full first (the decoder loops on fitted
+        states)."""
+        texts = []
+        for feats, states in groups:
+            if self.cfg.no_speech_threshold < 1:
+                speech = self.no_speech_probability(states) <= self.cfg.no_speech_threshold  # (W,)
+                feats, states = feats[speech], states[speech]
+            if feats.shape[0] == 0:
+                continue
+            if self.cfg.window == "auto" and states.shape[1] < WINDOW_MEL // MEL_PER_FRAME:
+                states = self.encoder(feats).last_hidden_state
+            texts += self._transcribe(feats, states)
+        return texts
 
     def _transcribe(self, feats: torch.Tensor, states: torch.Tensor) -> list[str]:
         """The non-empty transcripts of windows (W, mels, M) from their encoder states (W, F, D).
