@@ -54,12 +54,13 @@ def _check_options(prefix_embeds: Tensor, option_ids: list[list[int]]) -> None:
 def score_options(model: nn.Module, prefix_embeds: Tensor, option_ids: list[list[int]]) -> Tensor:
     """Mean log-likelihood of each option's tokens after the prefix (1, P, H); returns (n_options,) float32.
 
-    The prefix runs once; its KV cache is repeated for all options, scored together in one right-padded batch.
-    The highest score is the contest's lowest-perplexity option.
+    The prefix runs once; its options follow it packed into one row (`_option_pass`), each seeing only the
+    prefix and itself. The highest score is the contest's lowest-perplexity option.
     """
     _check_options(prefix_embeds, option_ids)
     first_logprobs, cache = _prefix_pass(model, prefix_embeds)
-    return _option_pass(model, first_logprobs, cache, prefix_embeds, option_ids)
+    prefix_mask = torch.ones(prefix_embeds.shape[:2], dtype=torch.long, device=prefix_embeds.device)
+    return _option_pass(model, first_logprobs, cache, prefix_mask, [option_ids])[0]
 
 
 @torch.no_grad()
@@ -69,55 +70,85 @@ def score_option_lists(
     """[score_options(model, prefix_embeds, options) for options in option_lists], the prefix run once.
 
     Each list's option pass is computed with exactly the shapes it has alone (on a copy of the prefix's KV
-    cache), so the scores are bitwise those of separate score_options calls: for the calibration of a batch
-    of tasks after one shared neutral prompt.
+    cache), so the scores are bitwise those of separate score_options calls: for the calibration of a
+    batch of tasks after one shared neutral prompt.
     """
     for options in option_lists:
         _check_options(prefix_embeds, options)
     first_logprobs, cache = _prefix_pass(model, prefix_embeds)
+    prefix_mask = torch.ones(prefix_embeds.shape[:2], dtype=torch.long, device=prefix_embeds.device)
     return [
-        _option_pass(model, first_logprobs, copy.deepcopy(cache), prefix_embeds, options)
+        _option_pass(model, first_logprobs, copy.deepcopy(cache), prefix_mask, [options])[0]
         for options in option_lists
     ]
 
 
 def _prefix_pass(model: nn.Module, prefix_embeds: Tensor):
-    """The prefix's forward: log-probs of the next token (V,) and the KV cache (batch 1)."""
+    """The prefix's forward: log-probs of the next token (1, V) and the KV cache (batch 1)."""
     # the model makes a fresh DynamicCache (config-aware: sliding-window layers); the option pass grows it in place
     out = model(inputs_embeds=prefix_embeds, use_cache=True, logits_to_keep=1)
-    first_logprobs = F.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,) predicts each option's 1st token
+    first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (1, V): each option's 1st token
     return first_logprobs, out.past_key_values
 
 
-def pad_options(option_ids: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Option token ids right-padded with id 0 into (n, T), and the (n, T) bool mask of real tokens."""
-    n, T = len(option_ids), max(len(ids) for ids in option_ids)
-    ids = torch.zeros(n, T, dtype=torch.long, device=device)
-    real = torch.zeros(n, T, dtype=torch.bool, device=device)
-    for i, option in enumerate(option_ids):
-        ids[i, : len(option)] = torch.tensor(option, device=device)
-        real[i, : len(option)] = True
-    return ids, real
+def _attention_mask_4d(model: nn.Module, allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """A custom (B, 1, Q, K) attention mask from `allowed` (B, Q, K) bool, True = may attend: boolean for SDPA,
+    additive (0 / dtype min) for eager attention, which adds the mask to its scores."""
+    if getattr(model.config, "_attn_implementation", "sdpa") == "eager":
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min
+        )[:, None]
+    return allowed[:, None]
 
 
-def _option_pass(model: nn.Module, first_logprobs: Tensor, cache, prefix_embeds: Tensor,
-                 option_ids: list[list[int]]) -> Tensor:  # fmt: skip
-    """All options after the cached prefix in one right-padded batch; `cache` is grown (and repeated) in place."""
-    n, P, device = len(option_ids), prefix_embeds.shape[1], prefix_embeds.device
-    cache.batch_repeat_interleave(n)  # (1, ...) -> (n, ...) in every layer
-    ids, real = pad_options(option_ids, device)  # (n, T), (n, T)
-    embeds = model.get_input_embeddings()(ids).to(prefix_embeds.dtype)  # (n, T, H)
-    prefix_mask = torch.ones(n, P, dtype=torch.long, device=device)
-    attention_mask = torch.cat([prefix_mask, real.long()], dim=1)  # (n, P+T)
-    logits = model(
-        inputs_embeds=embeds, attention_mask=attention_mask, past_key_values=cache, use_cache=True
-    ).logits  # (n, T, V)
+def _option_pass(model: nn.Module, first_logprobs: Tensor, cache, prefix_mask: Tensor,
+                 option_lists: list[list[list[int]]]) -> list[Tensor]:  # fmt: skip
+    """Score every option of every prefix row in one forward, without copying the KV cache per option.
 
-    # token t of an option is predicted by position t-1 of the option batch; token 0 by the prefix's last logits
-    rest = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (n, T-1)
-    token_logprobs = torch.cat([first_logprobs[ids[:, :1]], rest], dim=1)  # (n, T)
+    Row b of the cache (B rows, `prefix_mask` (B, P) 1 = real prefix position) gets the options of
+    option_lists[b] packed one after another (right-padded to the longest row). A 4D attention mask lets each
+    option token see the real positions of its own prefix and the earlier tokens of its own option only, and its
+    position id continues the prefix (P_b, P_b + 1, ...), so every option is scored as if it followed the prefix
+    alone. `first_logprobs` (B, V) are the prefix's last log-probs (each option's first token); the cache grows in
+    place. Returns one (n_options_b,) float32 tensor of mean log-likelihoods per row.
+    """
+    B, P = prefix_mask.shape
+    device = prefix_mask.device
+    lengths = prefix_mask.sum(dim=1)  # (B,)
+    L = max(sum(len(ids) for ids in options) for options in option_lists)
+    ids = torch.zeros(B, L, dtype=torch.long, device=device)
+    owner = torch.full((B, L), -1, dtype=torch.long, device=device)  # option index of each column, -1 = pad
+    offset = torch.zeros(B, L, dtype=torch.long, device=device)  # token index within its option
+    for b, options in enumerate(option_lists):
+        column = 0
+        for o, option in enumerate(options):
+            n = len(option)
+            ids[b, column : column + n] = torch.tensor(option, device=device)
+            owner[b, column : column + n] = o
+            offset[b, column : column + n] = torch.arange(n, device=device)
+            column += n
+    real = owner >= 0  # (B, L)
+    causal = torch.ones(L, L, dtype=torch.bool, device=device).tril()
+    own_option = (owner[:, :, None] == owner[:, None, :]) & real[:, :, None] & causal  # (B, L, L)
+    allowed = torch.cat([prefix_mask.bool()[:, None, :].expand(B, L, P), own_option], dim=2)  # (B, L, P + L)
+    embeds = model.get_input_embeddings()(ids)  # (B, L, H)
+    logits = model(inputs_embeds=embeds, attention_mask=_attention_mask_4d(model, allowed, embeds.dtype),
+                   position_ids=lengths[:, None] + offset, past_key_values=cache, use_cache=True).logits  # fmt: skip
+
+    # an option's first token is predicted by its prefix's last position, every other one by the column before it
+    logprobs = F.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, L-1, V)
+    after_previous = logprobs.gather(-1, ids[:, 1:, None])[..., 0]  # (B, L-1)
+    after_prefix = first_logprobs.gather(-1, ids)  # (B, L)
+    first_token = offset == 0
+    token_logprobs = torch.where(first_token, after_prefix, F.pad(after_previous, (1, 0)))  # (B, L)
     token_logprobs = token_logprobs.masked_fill(~real, 0.0)
-    return token_logprobs.sum(dim=1) / real.sum(dim=1)  # (n,)
+    scores = []
+    for b, options in enumerate(option_lists):
+        sums = torch.zeros(len(options), device=device)
+        sums.index_add_(0, owner[b, real[b]], token_logprobs[b, real[b]])
+        counts = torch.tensor([len(option) for option in options], device=device)
+        scores.append(sums / counts)
+    return scores
 
 
 @torch.no_grad()
@@ -210,9 +241,8 @@ def score_options_batch(
       1. the prefixes, right-padded to the longest (B, P, H) with an attention mask, so that every real token
          sits at the column (and position) it has alone; each prefix's last real position gives the log-probs of
          its options' first tokens;
-      2. the KV cache rows repeated per option (task b's row once per option of b), all options of all tasks
-         right-padded to the longest (N, T); their position ids continue each task's prefix (P_b, P_b + 1, ...)
-         and the mask hides the prefix padding between P_b and P.
+      2. each task's options packed into its own row after its cached prefix (`_option_pass`: the mask also
+         hides the prefix padding between P_b and P, and positions continue each task's prefix).
     A single task goes through score_options itself.
     """
     if len(prefixes) != len(option_ids):
@@ -222,32 +252,13 @@ def score_options_batch(
     for prefix, options in zip(prefixes, option_ids, strict=True):
         _check_options(prefix, options)
     embeds, prefix_mask = pad_prefixes(prefixes, "right")  # (B, P, H), (B, P)
-    device, (B, P) = embeds.device, prefix_mask.shape
-    lengths = prefix_mask.sum(dim=1)  # (B,)
-    positions = torch.arange(P, device=device).expand(B, P)
-    last = (lengths - 1)[:, None]  # (B, 1): each prefix's last real column
+    B, P = prefix_mask.shape
+    positions = torch.arange(P, device=embeds.device).expand(B, P)
+    last = (prefix_mask.sum(dim=1) - 1)[:, None]  # (B, 1): each prefix's last real column
     out = model(inputs_embeds=embeds, attention_mask=prefix_mask, position_ids=positions, use_cache=True,
                 logits_to_keep=last)  # fmt: skip
     first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
-
-    counts = torch.tensor([len(options) for options in option_ids], device=device)
-    row_task = torch.repeat_interleave(torch.arange(B, device=device), counts)  # (N,): option row → task
-    cache = out.past_key_values
-    cache.batch_select_indices(row_task)  # (B, ...) -> (N, ...) in every layer
-    flat = [ids for options in option_ids for ids in options]
-    ids, real = pad_options(flat, device)  # (N, T), (N, T)
-    T = ids.shape[1]
-    option_embeds = model.get_input_embeddings()(ids).to(embeds.dtype)  # (N, T, H)
-    attention_mask = torch.cat([prefix_mask[row_task], real.long()], dim=1)  # (N, P + T)
-    option_positions = lengths[row_task][:, None] + torch.arange(T, device=device)  # (N, T)
-    logits = model(inputs_embeds=option_embeds, attention_mask=attention_mask, position_ids=option_positions,
-                   past_key_values=cache, use_cache=True).logits  # (N, T, V)  # fmt: skip
-
-    rest = F.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (N, T-1)
-    first = first_logprobs[row_task].gather(-1, ids[:, :1])  # (N, 1)
-    token_logprobs = torch.cat([first, rest], dim=1).masked_fill(~real, 0.0)  # (N, T)
-    scores = token_logprobs.sum(dim=1) / real.sum(dim=1)  # (N,)
-    return list(scores.split(counts.tolist()))
+    return _option_pass(model, first_logprobs, out.past_key_values, prefix_mask, option_ids)
 
 
 @torch.no_grad()

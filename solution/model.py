@@ -185,9 +185,9 @@ class TriModalModel(nn.Module):
         mode "exact": only what does not change a single number is shared (the calibration pass below); each
         QA prefix and each caption runs alone, so the answers are bitwise those of `answer` even where the
         rounding depends on the batch's shape (CPU bf16 kernels round differently for 1 and for B rows).
-        In both modes the neutral prompt of the calibration runs once per batch: "full" scores all the QA
-        tasks' options after it in one pass (heads.score_options), "exact" one task's options at a time on a
-        copy of its KV cache (heads.score_option_lists).
+        In both modes the neutral prompt of the calibration runs once per batch: "full" scores the distinct
+        options of all the QA tasks after it in one pass (heads.score_options), "exact" one task's options at a
+        time on a copy of its KV cache (heads.score_option_lists).
         """
         if mode not in ("full", "exact"):
             raise ValueError(f"mode must be 'full' or 'exact', got {mode!r}")
@@ -210,10 +210,11 @@ class TriModalModel(nn.Module):
                         for i, o in zip(qa, option_ids, strict=True)
                     ]
                 if self.cfg.prompt.qa_calibration and mode == "full":
-                    flat = [ids for options in option_ids for ids in options]
-                    neutral = heads.score_options(self.llm, self.neutral_prefix(), flat)
-                    parts = neutral.split([len(options) for options in option_ids])
-                    scores = [s - n for s, n in zip(scores, parts, strict=True)]
+                    unique = list(dict.fromkeys(tuple(ids) for options in option_ids for ids in options))
+                    neutral = heads.score_options(self.llm, self.neutral_prefix(), list(map(list, unique)))
+                    prior = dict(zip(unique, neutral, strict=True))
+                    scores = [s - torch.stack([prior[tuple(ids)] for ids in options])
+                              for s, options in zip(scores, option_ids, strict=True)]  # fmt: skip
                 elif self.cfg.prompt.qa_calibration:
                     parts = heads.score_option_lists(self.llm, self.neutral_prefix(), option_ids)
                     scores = [s - n for s, n in zip(scores, parts, strict=True)]

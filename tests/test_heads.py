@@ -27,11 +27,14 @@ TINY = dict(
 OPTIONS = [[5], [6, 7, 8], [9, 10], [11, 12, 13, 14, 15]]  # uneven lengths
 
 
-def tiny_model(kind: str) -> torch.nn.Module:
+def tiny_model(kind: str, attn_implementation: str = "sdpa") -> torch.nn.Module:
     torch.manual_seed(0)
     if kind == "llama":
-        return LlamaForCausalLM(LlamaConfig(**TINY)).eval()
-    return Qwen2ForCausalLM(Qwen2Config(**TINY)).eval()
+        model = LlamaForCausalLM(LlamaConfig(**TINY))
+    else:
+        model = Qwen2ForCausalLM(Qwen2Config(**TINY))
+    model.set_attn_implementation(attn_implementation)
+    return model.eval()
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -65,9 +68,10 @@ def test_merge_placeholders_count_mismatch():
     assert "2 positions" in str(err.value) and "3 feature rows" in str(err.value)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # the packed options' 4D mask: boolean / additive
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
-def test_cached_scoring_matches_naive(kind):
-    model = tiny_model(kind)
+def test_cached_scoring_matches_naive(kind, attention):
+    model = tiny_model(kind, attention)
     p = prefix()
     fast = score_options(model, p, OPTIONS)
     naive = score_options_naive(model, p, OPTIONS)
