@@ -257,8 +257,9 @@ class RuntimeConfig:
     max_question_chars: int = 2000
     """Longer questions and option texts are cut in the middle (head and tail kept) before the prompt."""
     batch_size: int = 8
-    """Tasks answered together by the LLM (consecutive tasks at the same time-budget level; QA and captioning
-    may mix); 1 = one task at a time. A batch that fails is retried task by task."""
+    """Tasks answered together by the LLM: tasks of one type (QA or captioning) at the same time-budget level,
+    in file order within a short look-ahead (Runner.batches); 1 = one task at a time. A batch that fails is
+    retried task by task."""
     batch_mode: str = "auto"
     """What a batch shares. full: the QA prompts run in one padded forward, the options of all tasks in a second,
     the captions are generated together (answers equal to batch_size=1 within float rounding); exact: only the

@@ -12,10 +12,11 @@ that modality (the model answers from what is left) and is noted there too.
   reuses those answers, so a killed run resumed gives the same output files as an uninterrupted one.
 - **Confinement**: media are read only inside the tasks file's folder and `runtime.media_roots` (symlinks
   resolved) unless `runtime.allow_any_media_path`; a path outside gets an errors.json line and is not read.
-- **Batches** (`runtime.batch_size`, `runtime.batch_mode`): consecutive tasks at the same level are encoded one
-  by one, then answered together by `model.answer_batch` (a batch that fails is retried task by task, so one bad
-  task costs only its own answer). Each task of a batch is then finished, journalled and timed in file order as
-  before; its seconds are the batch's compute time split evenly among its tasks plus its own bookkeeping.
+- **Batches** (`runtime.batch_size`, `runtime.batch_mode`): tasks of one type at the same level, in file order
+  within a short look-ahead (`Runner.batches`), are encoded one by one, then answered together by
+  `model.answer_batch` (a batch that fails is retried task by task, so one bad task costs only its own answer).
+  Every task is then finished, journalled and timed in file order as before; its seconds are its batch's
+  compute time split evenly among the batch's tasks plus its own bookkeeping.
 - **Prefetch** (`runtime.prefetch`): background threads decode the media of the next batch while the model
   computes the current one (its levels are decided one batch ahead).
 """
@@ -49,6 +50,7 @@ from .outputs import write_outputs
 from .tasks import Choice, Task, load_task_file, parse_task
 
 STAGES = ("decode", "encoders", "fusion", "llm")
+BATCH_LOOKAHEAD = 4  # a batch waits for more tasks of its type over at most this many batch sizes of records
 TASK_TYPES = ("qa", "captioning")
 
 LEVELS = {
@@ -343,6 +345,7 @@ class Runner:
         self.timer = StageTimer()
         self._ready: dict[int, Any] = {}  # index → (answer value, problems) or its exception, from its batch
         self._prefetched: dict[int, Future] = {}  # index → decoding (frames, wave, problems, seconds)
+        self._computed: dict[int, tuple[int, float]] = {}  # index → (level, its share of its batch's seconds)
 
     def media_roots(self, root: Path) -> list[Path] | None:
         """The folders media may come from (symlinks resolved); None when any path is allowed."""
@@ -518,6 +521,7 @@ class Runner:
                 pool.shutdown(wait=True, cancel_futures=True)
             self._prefetched.clear()
             self._ready.clear()
+            self._computed.clear()
         result.stage_seconds = dict(self.timer.totals)
         result.step_downs = list(self.budget.step_downs) if self.budget else []
         return result
@@ -526,24 +530,39 @@ class Runner:
         self, records: list, reused: dict[int, Outcome]
     ) -> Iterator[tuple[int, list[tuple[int, int]]]]:
         """(end, [(index, level), ...]): the next batch of tasks to compute, and the index up to which (not
-        included) every record is then final. A batch holds up to batch_size consecutive tasks at one level;
-        levels are decided (by the time budget) as the batch is formed."""
+        included) every record is then final.
+
+        A batch holds up to batch_size tasks of one task type at one level, in file order: QA tasks share
+        padded forwards, captions decode their rows together (a decoding step costs about the same for 1 and for
+        8 rows on CPU, so captions are not left to share batches with QA tasks). A group waits for more tasks of
+        its type for at most BATCH_LOOKAHEAD batches' worth of records (answers are finished, journalled and
+        timed in file order, so later records wait for it), and goes before any task of another level (levels
+        are decided by the time budget as the records are reached)."""
         size = self.cfg.runtime.batch_size if hasattr(self.model, "answer_batch") else 1
         to_compute = sum(1 for i in range(len(records)) if i not in reused)
-        batch: list[tuple[int, int]] = []
+        groups: dict[tuple[int, str], list[tuple[int, int]]] = {}  # (level, task type) → waiting tasks
+
+        def flush(keys: list[tuple[int, str]], next_index: int):
+            """Yield these groups, the one with the earliest task first."""
+            for key in sorted(keys, key=lambda k: groups[k][0][0]):
+                group = groups.pop(key)
+                yield min([next_index, *(g[0][0] for g in groups.values())]), group
+
         for index in range(len(records)):
             if index in reused:
                 continue
-            if len(batch) >= size:  # yielded before the next task's level is judged, after this batch's time
-                yield index, batch
-                batch = []
+            yield from flush(
+                [k for k, g in groups.items() if index - g[0][0] >= BATCH_LOOKAHEAD * size], index
+            )
             level = self.budget.level_for(index, to_compute) if self.budget else 0
             to_compute -= 1
-            if batch and level != batch[0][1]:
-                yield index, batch
-                batch = []
-            batch.append((index, level))
-        yield len(records), batch
+            yield from flush([k for k in groups if k[0] != level], index)
+            record = records[index]
+            key = (level, str(record.get("task_type")) if isinstance(record, dict) else "")
+            groups.setdefault(key, []).append((index, level))
+            if len(groups[key]) >= size:
+                yield from flush([key], index + 1)
+        yield from flush(list(groups), len(records))
 
     def prefetch(self, pool: ThreadPoolExecutor, records: list, root: Path, roots: list[Path] | None,
                  batch: tuple[int, list[tuple[int, int]]]) -> None:  # fmt: skip
@@ -566,11 +585,11 @@ class Runner:
         start = time.perf_counter()
         self.compute_batch(records, root, roots, items)
         share = (time.perf_counter() - start) / len(items) if items else 0.0
-        levels = dict(items)
+        self._computed.update((index, (level, share)) for index, level in items)
         for index in range(len(result.tasks), end):
             outcome = reused.get(index)
             if outcome is None:
-                level = levels[index]
+                level, share = self._computed.pop(index)
                 start = time.perf_counter()
                 outcome = self.answer_record(records[index], index, root, level, roots)
                 outcome.seconds = share + time.perf_counter() - start
