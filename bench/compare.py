@@ -1,7 +1,7 @@
 """Side-by-side benchmark: the official baseline's method vs the solution (batched + prefetch, and unbatched).
 
     python bench/compare.py [--split data/sample] [--config pocket] [--set k=v ...] [--json FILE] [--png FILE]
-                            [--memory-tasks 10,200] [--out DIR]
+                            [--memory-tasks 10,200] [--repeat N] [--out DIR]
 
 One run, one machine, one split. Each system runs in a fresh process through its own entry point, on the same
 tasks file and with the same --set overrides (e.g. `--set runtime.threads=1`):
@@ -14,6 +14,8 @@ task (run_summary.json: model load excluded; a batch's time is split evenly amon
 wall seconds and its peak RSS (os.wait4 of that child). Then the ratios (baseline / solution s/task, unbatched
 / batched s/task), whether the batched and unbatched answers agree (QA choices and captions, exactly), and the
 solution's peak RSS for each of --memory-tasks task counts (the split's tasks repeated under new task_ids).
+`--repeat N` runs all three systems on the split's tasks repeated N times: batches fill up as on a contest's
+thousands of tasks, where a 6-task split gives a caption batch of 2.
 Prints markdown tables, writes a PNG bar chart and, with --json, the figures. Timings are of this one machine
 and moment: compare the ratios, and run it on a quiet machine.
 """
@@ -116,14 +118,20 @@ def agreement(a: Path, b: Path) -> dict[str, Any]:
 
 
 def repeated_tasks(split: Path, n: int, folder: Path) -> Path:
-    """A tasks file of `n` tasks: the split's tasks repeated under new task_ids, in `folder`, whose media
-    folders link to the split's (pass the split as --media_root so the links may be followed)."""
+    """A tasks file of `n` tasks: the split's tasks repeated under new task_ids, in `folder` (with labels.json to
+    match when the split has one), whose media folders link to the split's (allow the split as a media root so
+    the links may be followed)."""
     records = json.loads((split / "tasks.json").read_text())
     folder.mkdir(parents=True, exist_ok=True)
     for child in split.iterdir():
         if child.is_dir() and not (folder / child.name).exists():
             (folder / child.name).symlink_to(child.resolve(), target_is_directory=True)
     tasks = [{**records[i % len(records)], "task_id": f"r{i}"} for i in range(n)]
+    if (split / "labels.json").is_file():
+        labels = {str(r["task_id"]): r for r in json.loads((split / "labels.json").read_text())}
+        (folder / "labels.json").write_text(json.dumps(
+            [{**labels[str(records[i % len(records)]["task_id"])], "task_id": f"r{i}"} for i in range(n)]
+        ))  # fmt: skip
     path = folder / "tasks.json"
     path.write_text(json.dumps(tasks))
     return path
@@ -148,7 +156,7 @@ def report(doc: dict[str, Any]) -> str:
             for name, s in systems.items()]  # fmt: skip
     r, agree = doc["ratios"], doc["agreement"]
     lines = [
-        f"Split {doc['split']} ({doc['tasks']} tasks), config {doc['config']!r} {' '.join(doc['overrides'])}; "
+        f"Split {doc['split']} ({doc['tasks']} tasks{', repeated' if doc['repeat'] > 1 else ''}), config {doc['config']!r} {' '.join(doc['overrides'])}; "
         f"{os.cpu_count()} CPUs, load average {doc['load_average'][0]:.1f} at start, {doc['load_average'][1]:.1f} at end.",
         "",
         table(
@@ -215,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, default=DEFAULT_PNG, help=f"bar chart (default {DEFAULT_PNG})")
     parser.add_argument("--memory-tasks", default="10,200",
                         help="task counts for the solution's peak-RSS check, comma-separated; '' skips it")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run every system on the split's tasks repeated this many times (new task_ids): "
+                             "throughput on more tasks than a small split holds")  # fmt: skip
     parser.add_argument(
         "--out", type=Path, help="keep every system's outputs and logs here (default: a temp folder)"
     )
@@ -226,17 +237,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"{split}: no tasks.json, writing the sample split there", file=sys.stderr)
         make_sample_split(split)
-    tasks = (split / "tasks.json").resolve()
-    labels = split / "labels.json"
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
     counts = [int(n) for n in args.memory_tasks.split(",") if n.strip()]
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = args.out or Path(tmp)
+        tasks, extra = (split / "tasks.json").resolve(), []
+        if args.repeat > 1:
+            n = args.repeat * len(json.loads(tasks.read_text()))
+            tasks = repeated_tasks(split, n, work / "repeated")
+            roots = json.dumps([str(split.resolve())])
+            extra = ["--set", f"runtime.media_roots={roots}"]  # (baseline/run.py has no --media_root)
+        labels = tasks.parent / "labels.json"
         systems: dict[str, dict[str, Any]] = {}
         for name in SYSTEMS:
             print(f"running {name} ...", file=sys.stderr)
             out = work / name.replace(" ", "_")
-            systems[name] = run_system(name, tasks, out, args.config, args.overrides)
+            systems[name] = run_system(name, tasks, out, args.config, args.overrides, extra)
             if labels.is_file():
                 systems[name].update(quality(labels, out))
         agree = agreement(work / "solution", work / "solution_unbatched")
@@ -251,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = {name: systems[name]["s_per_task"] for name in systems}
     doc = {
         "split": str(split),
+        "repeat": args.repeat,
         "config": args.config,
         "overrides": args.overrides,
         "tasks": systems["solution"]["tasks"],
