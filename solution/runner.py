@@ -515,6 +515,7 @@ class Runner:
                     self.prefetch(pool, records, root, roots, upcoming)
                 self.run_batch(records, root, roots, current, result, reused, journal, bar)
                 current = upcoming if pool is not None else next(batches, None)
+            assert len(result.tasks) == len(records), (len(result.tasks), len(records))
         finally:
             bar.close()
             if pool is not None:
@@ -563,6 +564,7 @@ class Runner:
             if len(groups[key]) >= size:
                 yield from flush([key], index + 1)
         yield from flush(list(groups), len(records))
+        yield len(records), []  # finishes the records after the last batch that were reused from the journal
 
     def prefetch(self, pool: ThreadPoolExecutor, records: list, root: Path, roots: list[Path] | None,
                  batch: tuple[int, list[tuple[int, int]]]) -> None:  # fmt: skip

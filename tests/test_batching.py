@@ -214,17 +214,17 @@ def test_batches_group_tasks_by_type_and_finish_records_in_order():
 
     size = 3
     types = ["qa", "captioning", "qa", "qa", "captioning", "qa", "qa"] + ["qa"] * 12 + ["captioning", "bad"]
-    records = [{"task_type": t} for t in types] + ["not a record"]
-    reused = {5: None}
+    records = [{"task_type": t} for t in types] + ["not a record", {"task_type": "qa"}]
+    reused = {5: None, 22: None}  # a journalled task in the middle and one at the end
     runner = Runner(Model(), load_config("tiny", [f"runtime.batch_size={size}"]))
     batches = list(runner.batches(records, reused))
     seen, final = [], 0
     for end, items in batches:
         indices = [i for i, _ in items]
         seen += indices
-        assert 1 <= len(items) <= size and indices == sorted(indices)
+        assert len(items) <= size and indices == sorted(indices) and (items or end == len(records))
         kinds = {records[i]["task_type"] if isinstance(records[i], dict) else "" for i in indices}
-        assert len(kinds) == 1
+        assert len(kinds) == (1 if items else 0)
         assert end >= final and set(range(end)) <= set(seen) | set(reused)  # all before `end` is computed
         final = end
     assert sorted(seen) == [i for i in range(len(records)) if i not in reused] and final == len(records)
@@ -233,3 +233,6 @@ def test_batches_group_tasks_by_type_and_finish_records_in_order():
     assert max(i for _, items in batches[:waited] for i, _ in items) < 1 + BATCH_LOOKAHEAD * size
     order = [i for _, items in batches for i, _ in items]
     assert order[-3:] == [19, 20, 21]  # the rest, flushed in file order
+    # journalled tasks after the last full batch are finished too (a last, empty batch takes `end` to the end)
+    tail = list(runner.batches([{"task_type": "qa"}] * 4, {3: None}))
+    assert tail == [(3, [(0, 0), (1, 0), (2, 0)]), (4, [])]
