@@ -159,7 +159,8 @@ def report(doc: dict[str, Any]) -> str:
                "process wall s", "peak RSS MiB"]  # fmt: skip
     r, agree = doc["ratios"], doc["agreement"]
     lines = [
-        f"Split {doc['split']} ({doc['tasks']} tasks{', repeated' if doc['repeat'] > 1 else ''}), config {doc['config']!r} {' '.join(doc['overrides'])}; "
+        f"Split {doc['split']} ({doc['tasks']} tasks{', repeated' if doc['repeat'] > 1 else ''}), "
+        f"config {doc['config']!r} {' '.join(doc['overrides'])}; "
         f"{os.cpu_count()} CPUs, load average {doc['load_average'][0]:.1f} at start, {doc['load_average'][1]:.1f} at end.",
         "",
         table(headers, rows),

@@ -27,46 +27,25 @@ from . import KIT_ROOT
 
 DEFAULT_OUT = KIT_ROOT / "weights" / "standin"
 TOKENIZER_DIR = KIT_ROOT / "weights" / "smollm2-135m-instruct"
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-)
 CLIP_NAME, QWEN_NAME = "clip-vit-large-patch14-336", "Qwen2-0.5B-Instruct"
 
+# fmt: off
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 CONTEST_ARCHITECTURES: dict[str, dict[str, Any]] = {
     CLIP_NAME: {  # openai/clip-vit-large-patch14-336
-        "vision_config": dict(
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            image_size=336,
-            patch_size=14,
-        ),
-        "text_config": dict(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-        ),
+        "vision_config": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                              image_size=336, patch_size=14),
+        "text_config": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                            max_position_embeddings=77),
         "projection_dim": 768,
-    },  # fmt: skip
+    },
     QWEN_NAME: dict(  # Qwen/Qwen2-0.5B-Instruct
-        vocab_size=151936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        rope_theta=1_000_000.0,
-        rms_norm_eps=1e-6,
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+        num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
         tie_word_embeddings=True,
-    ),  # fmt: skip
+    ),
 }
+# fmt: on
 
 
 def _copy_tokenizer(tokenizer_dir: Path, folder: Path) -> int:
@@ -91,13 +70,13 @@ def write_standins(
     if not (tokenizer_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{tokenizer_dir}: no tokenizer.json; run `make weights` first")
     folders = {}
-    for name, build in ((CLIP_NAME, "clip"), (QWEN_NAME, "qwen2")):
+    for name in (CLIP_NAME, QWEN_NAME):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         vocab = _copy_tokenizer(tokenizer_dir, folder)
         sizes = dict(architectures[name])
         torch.manual_seed(seed)
-        if build == "clip":
+        if name == CLIP_NAME:
             text = {**sizes.pop("text_config"), "vocab_size": vocab}
             model = CLIPModel(CLIPConfig(text_config=text, **sizes))
         else:

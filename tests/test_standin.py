@@ -9,35 +9,19 @@ from solution import standin
 from solution.config import load_config
 from solution.runner import run_tasks
 
+# fmt: off
 SMALL = {
     standin.CLIP_NAME: {
-        "vision_config": dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            image_size=28,
-            patch_size=14,
-        ),
-        "text_config": dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-        ),
+        "vision_config": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=28, patch_size=14),
+        "text_config": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            max_position_embeddings=77),
         "projection_dim": 16,
-    },  # fmt: skip
-    standin.QWEN_NAME: dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        vocab_size=100,
-        tie_word_embeddings=True,
-    ),  # fmt: skip
+    },
+    standin.QWEN_NAME: dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            num_key_value_heads=1, vocab_size=100, tie_word_embeddings=True),
 }
+# fmt: on
 
 
 def test_published_sizes_are_the_contest_models():
