@@ -48,14 +48,14 @@ CONTEST_ARCHITECTURES: dict[str, dict[str, Any]] = {
 # fmt: on
 
 
-def _copy_tokenizer(tokenizer_dir: Path, folder: Path) -> int:
-    """Copy the tokenizer files into `folder`; returns the vocabulary size."""
+def _copy_tokenizer(tokenizer_dir: Path, folder: Path):
+    """Copy the tokenizer files into `folder`; returns the tokenizer loaded from there."""
     from transformers import AutoTokenizer
 
     for name in TOKENIZER_FILES:
         if (tokenizer_dir / name).is_file():
             shutil.copy(tokenizer_dir / name, folder / name)
-    return len(AutoTokenizer.from_pretrained(folder))
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def write_standins(
@@ -73,14 +73,16 @@ def write_standins(
     for name in (CLIP_NAME, QWEN_NAME):
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        vocab = _copy_tokenizer(tokenizer_dir, folder)
+        tokenizer = _copy_tokenizer(tokenizer_dir, folder)
         sizes = dict(architectures[name])
         torch.manual_seed(seed)
         if name == CLIP_NAME:
-            text = {**sizes.pop("text_config"), "vocab_size": vocab}
+            vocab = {"vocab_size": len(tokenizer), "eos_token_id": tokenizer.eos_token_id}
+            text = {**sizes.pop("text_config"), **vocab}
             model = CLIPModel(CLIPConfig(text_config=text, **sizes))
         else:
-            sizes["vocab_size"] = max(sizes.get("vocab_size", 0), vocab)  # every token id must have a row
+            # every token id must have a row
+            sizes["vocab_size"] = max(sizes.get("vocab_size", 0), len(tokenizer))
             model = Qwen2ForCausalLM(Qwen2Config(**sizes)).to(torch.bfloat16)
             model.config.dtype = "bfloat16"
         model.save_pretrained(folder)
