@@ -13,7 +13,7 @@ sound. Kinds of task (labels.json `kind`; `category` says which modality the ans
 | beep_count | audio | How many beeps can be heard? | beeps, pitch |
 | beep_pitch | audio | What is the pitch of the beeps? | pitch, beeps |
 | colour_at_beep | both | What colour was the square when the second beep sounded? (it changes colour) | colour, beeps |
-| position_at_beep | both | Where was the square when the beep sounded? | position, direction |
+| position_at_beep | both | Where was the square when the beep sounded? | position, direction, colour |
 | caption | both | Describe this video in detail. (template references) | colour, direction, beeps, pitch |
 
 Video-only tasks carry random beeps and audio-only tasks a random moving square, so the other modality is there
@@ -112,8 +112,8 @@ DEFAULT_HOLDOUT = (  # two or three per pair of attributes, so no held-out kind 
     "colour=yellow,direction=left",
     "beeps=4,pitch=high",
     "beeps=2,pitch=very_low",
-    "position=left,direction=right",
-    "position=bottom,direction=down",
+    "position=left,colour=blue",  # not with a direction: training would then see "on the left" only at the end of
+    "position=bottom,colour=purple",  # a leftward path, and no learner could tell which of the two it means
 )
 
 
@@ -132,7 +132,9 @@ KINDS: dict[str, Kind] = {
     "beep_count": Kind("audio", {"beeps": (1, 2, 3, 4, 5), "pitch": tuple(PITCHES)}),
     "beep_pitch": Kind("audio", {"pitch": tuple(PITCHES), "beeps": (1, 2, 3, 4, 5)}),
     "colour_at_beep": Kind("both", {"colour": tuple(COLOURS), "beeps": (1, 2, 3)}),
-    "position_at_beep": Kind("both", {"position": tuple(POSITIONS), "direction": MOVING}),
+    "position_at_beep": Kind(
+        "both", {"position": tuple(POSITIONS), "direction": MOVING, "colour": tuple(COLOURS)}
+    ),
     "caption": Kind(
         "both",
         {"colour": tuple(COLOURS), "direction": MOVING, "beeps": (1, 2, 3, 4), "pitch": tuple(PITCHES)},
@@ -298,7 +300,7 @@ def _scene_and_question(
         motion = _motion(rng)
         along = (third + 0.5) / 3 + rng.uniform(-THIRD_JITTER, THIRD_JITTER)  # of the path
         moment = round((motion[0] + along * (motion[1] - motion[0])) * seconds, 4)
-        scene = Scene((_pick(colour_names, rng),), direction, (moment,), _pick(list(PITCHES), rng), motion)
+        scene = Scene((attributes["colour"],), direction, (moment,), _pick(list(PITCHES), rng), motion)
         texts = list(POSITIONS.values())
         answer = POSITIONS[position]
         return scene, "Where was the square when the beep sounded?", answer, _others(texts, answer, 4, rng)
