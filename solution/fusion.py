@@ -1,13 +1,15 @@
 """Tri-modal fusion between the encoders and the LLM.
 
 Each modality arrives as a `Stream` of tokens (video frames, audio windows, subtitle/question text). The fusion
-projects every stream to a common width, adds a learned modality-type embedding and, for timed streams, a shared
+projects every stream to a common width, adds a learned modality-type embedding, for timed streams a shared
 sinusoidal encoding of the token's time in seconds (so a video token and an audio token of the same second carry the
-same time signal). Then either
+same time signal) and, for video, a learned embedding of the token's cell in its frame's grid (so a token that
+reads a frame learns where in the picture it looked, not only what it saw). Then either
 
-- `TriModalCoAttention`: `depth` layers where every stream attends to itself and to the other two streams, with a
-  per-head bias on the time between two timed tokens (`time_bias`: what sounds at a moment meets what is seen at
-  that moment from the first step, instead of after the alignment has been learned from the time encoding), or
+- `TriModalCoAttention`: `depth` layers where every stream attends to itself and to each of the other two streams,
+  with a per-head bias on the time between two timed tokens (`time_bias`: what sounds at a moment meets what is
+  seen at that moment from the first step, instead of after the alignment has been learned from the time
+  encoding), or
 - `ConcatFusion`: no cross-modal interaction (VideoLLaMA2-AV style), each stream passed through on its own.
 
 `Projector` maps the fused tokens to the LLM's hidden size. A modality may be absent from the dict or have N == 0
@@ -29,6 +31,9 @@ class Stream:
     tokens: Tensor  # (B, N, D_in)
     times: Tensor | None  # (B, N) seconds, None for text
     mask: Tensor  # (B, N) bool, True = real token
+    cells: Tensor | None = (
+        None  # (B, N) long: each token's cell in its frame's grid (video), None = no layout
+    )
 
 
 def sinusoidal_time_encoding(
@@ -45,7 +50,8 @@ def sinusoidal_time_encoding(
 
 
 class StreamEmbedding(nn.Module):
-    """Per-modality standardisation + input projection + learned modality-type embedding + shared time encoding.
+    """Per-modality standardisation + input projection + learned modality-type embedding + shared time encoding +
+    learned grid-cell embedding (modalities in `grid_cells`: name → cells per frame).
 
     Frozen encoder features share a large common component (every clip's mean token is much the same); what tells
     clips apart is a small part of it. Each input dimension is therefore standardised with statistics of the
@@ -53,7 +59,7 @@ class StreamEmbedding(nn.Module):
     fusion weights as buffers; identity until then), so the projection starts from the differences.
     """
 
-    def __init__(self, input_dims: dict[str, int], dim: int):
+    def __init__(self, input_dims: dict[str, int], dim: int, grid_cells: dict[str, int] | None = None):
         super().__init__()
         if dim % 2 != 0:
             raise ValueError(f"fusion dim must be even (time encoding), got {dim}")
@@ -61,6 +67,14 @@ class StreamEmbedding(nn.Module):
         self.dim = dim
         self.proj = nn.ModuleDict({m: nn.Linear(d, dim) for m, d in input_dims.items()})
         self.type_embedding = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(dim)) for m in input_dims})
+        # as large as the time encoding (RMS 0.7) from the start: cells are told apart before any training
+        self.cell_embedding = nn.ParameterDict(
+            {
+                m: nn.Parameter(0.5 * torch.randn(n, dim))
+                for m, n in (grid_cells or {}).items()
+                if m in input_dims
+            }
+        )
         for m, d in input_dims.items():
             self.register_buffer(f"{m}_mean", torch.zeros(d))
             self.register_buffer(f"{m}_scale", torch.ones(d))  # 1 / std
@@ -86,6 +100,12 @@ class StreamEmbedding(nn.Module):
             h = self.proj[m](self.standardise(m, s.tokens)) + self.type_embedding[m]  # (B, N, dim)
             if s.times is not None:
                 h = h + sinusoidal_time_encoding(s.times, self.dim).to(h.dtype)  # (B, N, dim)
+            if s.cells is not None:
+                if m not in self.cell_embedding:
+                    raise ValueError(
+                        f"{m} tokens have grid cells, but this fusion has no cell embedding for {m}"
+                    )
+                h = h + self.cell_embedding[m][s.cells].to(h.dtype)  # (B, N, dim)
             x[m] = h
             masks[m] = s.mask.bool()
         return x, masks
@@ -106,6 +126,8 @@ def check_streams(streams: dict[str, Stream], input_dims: dict[str, int]) -> Non
             raise ValueError(f"{m} mask has shape {tuple(s.mask.shape)}, expected {(B, N)}")
         if s.times is not None and tuple(s.times.shape) != (B, N):
             raise ValueError(f"{m} times have shape {tuple(s.times.shape)}, expected {(B, N)}")
+        if s.cells is not None and tuple(s.cells.shape) != (B, N):
+            raise ValueError(f"{m} cells have shape {tuple(s.cells.shape)}, expected {(B, N)}")
         batch_sizes.add(B)
     if len(batch_sizes) != 1:
         raise ValueError(f"streams have different batch sizes {sorted(batch_sizes)}")
@@ -175,66 +197,77 @@ class MLP(nn.Module):
 
 
 class CoAttentionBlock(nn.Module):
-    """One modality's layer: self-attention, cross-attention to the other streams (+ a null token), MLP.
+    """One modality's layer: self-attention, one cross-attention to each other stream (+ a null token), MLP.
 
-    A timed modality's attentions (both) add `time_bias` with learned per-head slopes (`time_slopes` at first);
-    an untimed one's (text) have none.
+    Each other stream has its own cross-attention, so a video frame competes with video frames for an audio token's
+    attention, not with the question's words. Between two timed streams (and in a timed stream's self-attention)
+    the attention logits get `time_bias` with learned per-head slopes (`time_slopes` at first): what sounds at a
+    moment meets what is seen at that moment from the first step.
     """
 
-    def __init__(
-        self, dim: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0, timed: bool = True
-    ):
+    def __init__(self, dim: int, heads: int, context_timed: dict[str, bool], mlp_ratio: float = 4.0,
+                 dropout: float = 0.0, timed: bool = True):  # fmt: skip
         super().__init__()
         self.self_attn_ln = nn.LayerNorm(dim)
         self.self_attn = Attention(dim, heads, dropout)
-        self.cross_attn_ln = nn.LayerNorm(dim)
-        self.context_ln = nn.LayerNorm(dim)
-        self.null = nn.Parameter(0.02 * torch.randn(dim))  # always-valid context token
-        self.cross_attn = Attention(dim, heads, dropout)
         self.timed = timed
         if timed:
             self.self_slopes = nn.Parameter(time_slopes(heads))
-            self.cross_slopes = nn.Parameter(time_slopes(heads))
+        self.cross_attn_ln = nn.LayerNorm(dim)
+        self.context_ln = nn.ModuleDict({m: nn.LayerNorm(dim) for m in context_timed})
+        self.null = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(dim)) for m in context_timed})
+        self.cross_attn = nn.ModuleDict({m: Attention(dim, heads, dropout) for m in context_timed})
+        self.cross_slopes = nn.ParameterDict(
+            {
+                m: nn.Parameter(time_slopes(heads))
+                for m, other_timed in context_timed.items()
+                if timed and other_timed
+            }
+        )
         self.mlp_ln = nn.LayerNorm(dim)
         self.mlp = MLP(dim, mlp_ratio, dropout)
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, mask: Tensor, times: Tensor, timed: Tensor, context: Tensor, context_mask: Tensor,
-                context_times: Tensor, context_timed: Tensor) -> Tensor:  # fmt: skip
-        """x (B, N, D) with mask, times (seconds) and timed (B, N); context (B, M, D) with context_mask,
-        context_times and context_timed (B, M); M may be 0."""
+    def forward(self, x: Tensor, mask: Tensor, times: Tensor, context: dict[str, tuple[Tensor, Tensor, Tensor]]
+                ) -> Tensor:  # fmt: skip
+        """x (B, N, D) with mask and times (seconds) (B, N); context: other stream → its tokens (B, M, D), mask
+        and times (B, M); M may be 0."""
         B, N, D = x.shape
         # self-attention over real tokens; each position also sees itself so padding rows stay finite
         eye = torch.eye(N, dtype=torch.bool, device=x.device)  # (N, N)
         self_mask = mask[:, None, :] | eye  # (B, N, N)
+        timed = torch.ones_like(mask)
         bias = time_bias(self.self_slopes, times, timed, times, timed) if self.timed else None  # (B, h, N, N)
         h = self.self_attn_ln(x)
         x = x + self.resid_dropout(self.self_attn(h, h, self_mask, bias))  # (B, N, D)
 
-        null = self.null.expand(B, 1, D)  # (B, 1, D)
-        context = torch.cat([null, self.context_ln(context)], dim=1)  # (B, 1 + M, D)
-        valid = torch.ones(B, 1, dtype=torch.bool, device=x.device)
-        context_mask = torch.cat([valid, context_mask], dim=1)[:, None, :]  # (B, 1, 1 + M)
-        context_times = torch.cat([context_times.new_zeros(B, 1), context_times], dim=1)  # (B, 1 + M)
-        context_timed = torch.cat([~valid, context_timed], dim=1)  # (B, 1 + M): the null token has no time
-        bias = None
-        if self.timed:
-            bias = time_bias(
-                self.cross_slopes, times, timed, context_times, context_timed
-            )  # (B, h, N, 1 + M)
-        x = x + self.resid_dropout(self.cross_attn(self.cross_attn_ln(x), context, context_mask, bias))
+        h = self.cross_attn_ln(x)
+        update = torch.zeros_like(x)
+        for m, (tokens, tokens_mask, tokens_times) in context.items():
+            null = self.null[m].expand(
+                B, 1, D
+            )  # (B, 1, D): an always-valid token, for "nothing relevant here"
+            keys = torch.cat([null, self.context_ln[m](tokens)], dim=1)  # (B, 1 + M, D)
+            valid = torch.ones(B, 1, dtype=torch.bool, device=x.device)
+            keys_mask = torch.cat([valid, tokens_mask], dim=1)  # (B, 1 + M)
+            bias = None
+            if m in self.cross_slopes:
+                keys_times = torch.cat([tokens_times.new_zeros(B, 1), tokens_times], dim=1)  # (B, 1 + M)
+                keys_timed = torch.cat(
+                    [~valid, torch.ones_like(tokens_mask)], dim=1
+                )  # the null token has no time
+                bias = time_bias(
+                    self.cross_slopes[m], times, timed, keys_times, keys_timed
+                )  # (B, h, N, 1 + M)
+            update = update + self.cross_attn[m](h, keys, keys_mask[:, None, :], bias)  # (B, N, D)
+        x = x + self.resid_dropout(update)
 
         x = x + self.mlp(self.mlp_ln(x))  # (B, N, D)
         return x
 
 
-def _others(parts: dict[str, Tensor], m: str) -> Tensor:
-    """The other streams' tensors concatenated along the token axis: (B, M, ...); M == 0 without other streams."""
-    return torch.cat([parts[m][:, :0]] + [parts[o] for o in parts if o != m], dim=1)
-
-
 class TriModalCoAttention(nn.Module):
-    """Streams attend within themselves and to the concatenation of the others, `depth` times, simultaneously."""
+    """Each stream attends within itself and to each other stream, `depth` times, all streams simultaneously."""
 
     def __init__(
         self,
@@ -244,15 +277,24 @@ class TriModalCoAttention(nn.Module):
         heads: int,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        grid_cells: dict[str, int] | None = None,
     ):
         super().__init__()
         self.modalities = list(input_dims)
         self.dim = dim
-        self.embed = StreamEmbedding(input_dims, dim)
+        self.embed = StreamEmbedding(input_dims, dim, grid_cells)
+        timed = {m: m != "text" for m in self.modalities}
         self.layers = nn.ModuleList(
             nn.ModuleDict(
                 {
-                    m: CoAttentionBlock(dim, heads, mlp_ratio, dropout, timed=m != "text")
+                    m: CoAttentionBlock(
+                        dim,
+                        heads,
+                        {o: timed[o] for o in self.modalities if o != m},
+                        mlp_ratio,
+                        dropout,
+                        timed[m],
+                    )
                     for m in self.modalities
                 }
             )  # fmt: skip
@@ -265,15 +307,14 @@ class TriModalCoAttention(nn.Module):
         x, masks = self.embed(streams)
         times = {m: s.mask.new_zeros(s.mask.shape, dtype=torch.float32) if s.times is None else s.times.float()
                  for m, s in streams.items()}  # (B, N) seconds  # fmt: skip
-        timed = {m: torch.full_like(masks[m], streams[m].times is not None) for m in x}  # (B, N) bool
         for layer in self.layers:
             new = {}
             for m in x:
                 if x[m].shape[1] == 0:
                     new[m] = x[m]
                     continue
-                context = [_others(parts, m) for parts in (x, masks, times, timed)]  # (B, M, ...) each
-                new[m] = layer[m](x[m], masks[m], times[m], timed[m], *context)  # (B, N, dim)
+                context = {o: (x[o], masks[o], times[o]) for o in x if o != m}
+                new[m] = layer[m](x[m], masks[m], times[m], context)  # (B, N, dim)
             x = new  # all streams read the previous layer's states
         return {m: self.ln_post[m](h) for m, h in x.items()}
 
@@ -292,11 +333,12 @@ class ConcatFusion(nn.Module):
         heads: int = 1,
         mlp_ratio: float = 4.0,
         dropout: float = 0.0,
+        grid_cells: dict[str, int] | None = None,
     ):
         super().__init__()
         self.modalities = list(input_dims)
         self.dim = dim
-        self.embed = StreamEmbedding(input_dims, dim)
+        self.embed = StreamEmbedding(input_dims, dim, grid_cells)
         self.layers = nn.ModuleList(
             nn.ModuleDict(
                 {m: nn.Sequential(nn.LayerNorm(dim), MLP(dim, mlp_ratio, dropout)) for m in self.modalities}

@@ -129,7 +129,13 @@ class TriModalModel(nn.Module):
             if pair is not None:
                 tokens, times = pair
                 mask = torch.ones(1, tokens.shape[0], dtype=torch.bool, device=self.device)
-                streams[name] = Stream(tokens[None].to(self.device), times[None].to(self.device), mask)
+                cells = None
+                if name == "video":  # pool_video_tokens' layout: frame groups, each spatial_tokens cells
+                    cells = (
+                        torch.arange(tokens.shape[0], device=self.device)[None]
+                        % self.cfg.vision.spatial_tokens
+                    )
+                streams[name] = Stream(tokens[None].to(self.device), times[None].to(self.device), mask, cells)
         fused = self.fusion(streams)  # name → (1, N, dim)
         out = {}
         for name in ("video", "audio"):
@@ -283,6 +289,7 @@ def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
         heads=f.heads,
         mlp_ratio=f.mlp_ratio,
         dropout=f.dropout,
+        grid_cells={"video": cfg.vision.spatial_tokens},
     )
     projector = Projector(f.dim, hidden, {k: v for k, v in input_dims.items() if k != "text"})
     if cfg.llm.adapter:
