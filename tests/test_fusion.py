@@ -214,9 +214,8 @@ def test_video_tokens_know_their_cell_in_the_frame():
     fusion = build_fusion(
         "coattn", input_dims=INPUT_DIMS, dim=DIM, depth=2, heads=4, grid_cells={"video": 4}
     ).eval()
-    tokens = torch.randn(1, 1, INPUT_DIMS["video"]).expand(
-        1, 4, -1
-    )  # one frame, the same features in each cell
+    # one frame, the same features in each cell
+    tokens = torch.randn(1, 1, INPUT_DIMS["video"]).expand(1, 4, -1)
     times, mask = torch.zeros(1, 4), torch.ones(1, 4, dtype=torch.bool)
     with_cells = fusion({"video": Stream(tokens, times, mask, torch.arange(4)[None])})["video"][0]
     assert min((with_cells[i] - with_cells[j]).abs().max() for i in range(4) for j in range(i)) > 1e-3
