@@ -243,22 +243,19 @@ class CoAttentionBlock(nn.Module):
 
         h = self.cross_attn_ln(x)
         update = torch.zeros_like(x)
+        valid = torch.ones(B, 1, dtype=torch.bool, device=x.device)
         for m, (tokens, tokens_mask, tokens_times) in context.items():
-            null = self.null[m].expand(
-                B, 1, D
-            )  # (B, 1, D): an always-valid token, for "nothing relevant here"
-            keys = torch.cat([null, self.context_ln[m](tokens)], dim=1)  # (B, 1 + M, D)
-            valid = torch.ones(B, 1, dtype=torch.bool, device=x.device)
+            # an always-valid null token first, for "nothing relevant here"
+            keys = torch.cat(
+                [self.null[m].expand(B, 1, D), self.context_ln[m](tokens)], dim=1
+            )  # (B, 1 + M, D)
             keys_mask = torch.cat([valid, tokens_mask], dim=1)  # (B, 1 + M)
             bias = None
-            if m in self.cross_slopes:
-                keys_times = torch.cat([tokens_times.new_zeros(B, 1), tokens_times], dim=1)  # (B, 1 + M)
-                keys_timed = torch.cat(
-                    [~valid, torch.ones_like(tokens_mask)], dim=1
-                )  # the null token has no time
+            if m in self.cross_slopes:  # the null token has no time: bias 0
                 bias = time_bias(
-                    self.cross_slopes[m], times, timed, keys_times, keys_timed
-                )  # (B, h, N, 1 + M)
+                    self.cross_slopes[m], times, timed, tokens_times, torch.ones_like(tokens_mask)
+                )
+                bias = F.pad(bias, (1, 0))  # (B, h, N, 1 + M)
             update = update + self.cross_attn[m](h, keys, keys_mask[:, None, :], bias)  # (B, N, D)
         x = x + self.resid_dropout(update)
 
