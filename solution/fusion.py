@@ -31,9 +31,7 @@ class Stream:
     tokens: Tensor  # (B, N, D_in)
     times: Tensor | None  # (B, N) seconds, None for text
     mask: Tensor  # (B, N) bool, True = real token
-    cells: Tensor | None = (
-        None  # (B, N) long: each token's cell in its frame's grid (video), None = no layout
-    )
+    cells: Tensor | None = None  # (B, N) long: each video token's cell in its frame's grid; None = no layout
 
 
 def sinusoidal_time_encoding(
