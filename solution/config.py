@@ -264,8 +264,9 @@ class RuntimeConfig:
     """What a batch shares. full: the QA prompts run in one padded forward, the options of all tasks in a second,
     the captions are generated together (answers equal to batch_size=1 within float rounding); exact: only the
     calibration prompt is shared, each prompt and caption runs alone (answers bitwise those of batch_size=1);
-    auto: exact under CPU bf16 autocast (whose kernels round differently for 1 and for B rows, which can change
-    a greedy caption or a near-tie), full otherwise."""
+    auto: exact where the LLM computes in 16 bits on CPU, under bf16 autocast or with llm.dtype bfloat16/float16
+    (the kernels round differently for 1 and for B rows, which can change a greedy caption or a near-tie), full
+    otherwise."""
     prefetch: int = 2
     """Background threads that decode the media of the next batch's tasks while the model computes; 0 = decode
     in the main thread when a task's turn comes."""

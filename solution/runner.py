@@ -654,12 +654,14 @@ class Runner:
                 self._ready[task.index] = exc
 
     def batch_mode(self) -> str:
-        """runtime.batch_mode with auto resolved: exact under CPU bf16 autocast, full otherwise."""
+        """runtime.batch_mode with auto resolved: exact where the LLM computes in 16 bits on CPU (bf16 autocast or
+        llm.dtype bfloat16/float16), full otherwise."""
         mode = self.cfg.runtime.batch_mode
         if mode != "auto":
             return mode
         device = getattr(self.model, "device", torch.device("cpu"))
-        return "exact" if device.type == "cpu" and self.cfg.runtime.cpu_bf16_autocast else "full"
+        sixteen_bits = self.cfg.runtime.cpu_bf16_autocast or self.cfg.llm.dtype != "float32"
+        return "exact" if device.type == "cpu" and sixteen_bits else "full"
 
 
 def tune_for_inference(model: Any, cfg: KitConfig) -> Any:

@@ -183,6 +183,7 @@ def test_batch_settings_keep_a_journal_reusable_and_auto_mode_resolves(tiny_mode
     assert config_sha256(load_config("tiny", ["runtime.batch_mode=exact"])) != base  # can change a last digit
     assert Runner(tiny_model, load_config("tiny")).batch_mode() == "full"  # float32
     assert Runner(tiny_model, load_config("tiny", ["runtime.cpu_bf16_autocast=true"])).batch_mode() == "exact"
+    assert Runner(tiny_model, load_config("tiny", ["llm.dtype=bfloat16"])).batch_mode() == "exact"
     assert (
         Runner(
             tiny_model, load_config("tiny", ["runtime.cpu_bf16_autocast=true", "runtime.batch_mode=full"])
