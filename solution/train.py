@@ -20,6 +20,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -304,13 +305,20 @@ def make_optimizer(model: TriModalModel, cfg: TrainConfig) -> torch.optim.Optimi
 class Evaluator:
     """Answers a labelled split (the dev split while training) through `Runner`, as run.py does, and scores it
     like `python -m solution.score` (without the COCO metrics). The Runner decodes and encodes the media itself:
-    the feature cache serves training only, so that evaluation stays exactly the inference path."""
+    the feature cache serves training only, so that evaluation stays exactly the inference path.
+
+    The split's media are read wherever its paths lead (`runtime.allow_any_media_path`), as training reads them: a
+    split written with linked media (`python -m solution.splits --media link`) points outside its folder, and
+    run.py's guard would answer its tasks without video or audio. Tasks answered with a medium or text missing are
+    counted in `degraded`, with a warning: their score is not the model's."""
 
     def __init__(self, split: Split, cfg: KitConfig):
         from .score import load_labels, wordnet_for_meteor
 
         self.split = split
-        self.cfg = cfg
+        self.cfg = dataclasses.replace(
+            cfg, runtime=dataclasses.replace(cfg.runtime, allow_any_media_path=True)
+        )
         self.labels = load_labels(split.root / LABELS_FILE, cfg.runtime.keying)
         self.wordnet, self.synonym_stage = wordnet_for_meteor()
 
@@ -336,8 +344,13 @@ class Evaluator:
             "accuracy": accuracy,
             METEOR_CONTEST: meteor,
             "fallbacks": sum(t["source"] == "fallback" for t in result.tasks),
+            "degraded": sum(t["source"] == "degraded" for t in result.tasks),
             "seconds": round(time.perf_counter() - start, 3),
         }
+        if result.errors:
+            first = result.errors[0]
+            print(f"warning: dev evaluation of {self.split.root}: {len(result.errors)} problem(s), e.g. task "
+                  f"{first['task_id']} ({first['stage']}): {first['reason']}", file=sys.stderr)  # fmt: skip
         if "by_category" in report["qa"]:
             metrics["accuracy_by_category"] = {
                 k: v["accuracy"] for k, v in report["qa"]["by_category"].items()

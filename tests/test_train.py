@@ -17,11 +17,13 @@ from solution.errors import ConfigError, KitError
 from solution.feature_cache import FeatureCache
 from solution.model import FUSION_PREFIXES, Encoded, TriModalModel, build_model
 from solution.prompt import option_texts
-from solution.splits import load_split
+from solution.runner import Runner
+from solution.splits import load_split, write_split
 from solution.synthetic import make_synthetic_split
 from solution.train import (
     IGNORE,
     AnswerLoss,
+    Evaluator,
     TrainConfig,
     answer_ids,
     collate,
@@ -271,6 +273,24 @@ def test_best_folder_runs_with_run_py_and_scores_as_in_training(trained, splits,
     best = json.loads((trained["out"] / "best" / "dev_metrics.json").read_text())
     assert scored["qa"]["accuracy"] == best["accuracy"]
     assert scored["integral"]["score"] == pytest.approx(best["integral"])
+
+
+def test_dev_evaluation_reads_linked_media_outside_the_split_folder(splits, tiny_model, tmp_path, capsys):
+    source = load_split(splits["four"])
+    linked = write_split(source.records, source.root, tmp_path / "linked", media_mode="link")
+    assert (linked.root / linked.records[0]["video"]).is_symlink()
+    cfg = load_config("tiny", TINY)
+    guarded = Runner(tiny_model, cfg).run(linked.tasks, linked.root, progress=False)
+    assert {t["source"] for t in guarded.tasks} == {"degraded"}  # run.py's guard: media outside, not read
+    metrics = Evaluator(linked, cfg)(tiny_model)
+    assert metrics["degraded"] == 0 and metrics["fallbacks"] == 0
+    assert "warning" not in capsys.readouterr().err
+    (splits["four"] / source.records[0]["video"]).rename(tmp_path / "moved.mp4")  # a broken link: warned
+    try:
+        assert Evaluator(linked, cfg)(tiny_model)["degraded"] == 1
+        assert "warning: dev evaluation" in capsys.readouterr().err
+    finally:
+        (tmp_path / "moved.mp4").rename(splits["four"] / source.records[0]["video"])
 
 
 def test_resume_after_a_kill_matches_the_uninterrupted_run(trained, splits, tmp_path):
