@@ -141,6 +141,11 @@ class FusionConfig:
     """Dropout inside fusion layers (training only)."""
     max_text_tokens: int = 128
     """Text tokens (question, options, transcript) fed to the fusion's text stream."""
+    time_aligned: bool = True
+    """coattn only (concat has no cross-modal path): each audio token also reads, through a linear layer gated by
+    its own sound, the video frame at its moment (`Projector.aligned_frames`), so what is seen when a sound is
+    heard reaches the LLM in the sound's token. Learned in 150 steps where the co-attention alone was not: see
+    README, Training."""
     weights: str = ""
     """Trained fusion + projector weights (safetensors, from train_lora.py); empty = freshly initialised."""
 

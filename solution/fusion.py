@@ -12,8 +12,9 @@ reads a frame learns where in the picture it looked, not only what it saw). Then
   encoding), or
 - `ConcatFusion`: no cross-modal interaction (VideoLLaMA2-AV style), each stream passed through on its own.
 
-`Projector` maps the fused tokens to the LLM's hidden size. A modality may be absent from the dict or have N == 0
-tokens; masked (padding) positions never influence real ones.
+`Projector` maps the fused tokens to the LLM's hidden size (and, with `aligned_cells`, adds to each audio token the
+video frame at its moment: `frames_at`). A modality may be absent from the dict or have N == 0 tokens; masked
+(padding) positions never influence real ones.
 """
 
 import math
@@ -350,6 +351,26 @@ class ConcatFusion(nn.Module):
         return {m: self.ln_post[m](h) for m, h in x.items()}
 
 
+def frames_at(tokens: Tensor, times: Tensor, cells: int, moments: Tensor) -> Tensor:
+    """The video frame at each moment: (M, cells * D), interpolated linearly between the two frames around it
+    (the first or last frame outside their span).
+
+    tokens (F * cells, D) in frame groups of `cells` tokens (pool_video_tokens' layout), times (F * cells,) in
+    seconds, increasing from frame to frame; moments (M,) in seconds.
+    """
+    assert tokens.shape[0] % cells == 0 and tokens.shape[0] > 0, (tokens.shape, cells)
+    frames = tokens.reshape(-1, cells * tokens.shape[-1])  # (F, cells * D)
+    frame_times = times.reshape(-1, cells)[:, 0].float().contiguous()  # (F,)
+    if frames.shape[0] == 1:
+        return frames.expand(moments.shape[0], -1)
+    t = moments.float().clamp(frame_times[0], frame_times[-1])  # (M,)
+    after = torch.searchsorted(frame_times, t).clamp(1, frames.shape[0] - 1)  # (M,) first frame at or after t
+    before = after - 1
+    span = (frame_times[after] - frame_times[before]).clamp_min(1e-6)
+    w = ((t - frame_times[before]) / span)[:, None].to(frames.dtype)  # (M, 1)
+    return frames[before] * (1 - w) + frames[after] * w  # (M, cells * D)
+
+
 class Projector(nn.Module):
     """Fused tokens (and their modality's standardised encoder features) → the LLM's hidden size.
 
@@ -360,17 +381,38 @@ class Projector(nn.Module):
     at chance); with it they are learned from the first steps. Both output layers are zero-initialised by
     default: an untrained projector adds nothing to the prompt (the trainer draws them afresh, see
     train.projector_init).
+
+    With `aligned_cells` (> 0, and video and audio in `input_dims`), a third path for audio tokens
+    (`aligned_frames`): a linear read-out of the standardised video frame at the token's moment (its
+    `aligned_cells` cells side by side), scaled by a gate computed from the token's own sound. A silent moment then
+    adds little, a sound adds what was on screen when it was heard, and a question about "the moment of the beep"
+    is answered by the tokens the LLM already reads for the sound: through the co-attention alone, the LLM did not
+    learn it (README, Training). Zero-initialised with the other output layers.
     """
 
     def __init__(
-        self, dim: int, hidden_size: int, input_dims: dict[str, int] | None = None, zero_init: bool = True
+        self,
+        dim: int,
+        hidden_size: int,
+        input_dims: dict[str, int] | None = None,
+        zero_init: bool = True,
+        aligned_cells: int = 0,
     ):
         super().__init__()
+        input_dims = input_dims or {}
         self.fc = nn.Linear(dim, hidden_size)
         self.proj = nn.Linear(hidden_size, hidden_size)
-        self.read_out = nn.ModuleDict({m: nn.Linear(d, hidden_size) for m, d in (input_dims or {}).items()})
+        self.read_out = nn.ModuleDict({m: nn.Linear(d, hidden_size) for m, d in input_dims.items()})
+        self.aligned_cells = aligned_cells if {"video", "audio"} <= input_dims.keys() else 0
+        if self.aligned_cells:
+            self.aligned = nn.Linear(self.aligned_cells * input_dims["video"], hidden_size)
+            self.gate = nn.Linear(input_dims["audio"], 1)
         if zero_init:
-            for layer in (self.proj, *self.read_out.values()):
+            for layer in (
+                self.proj,
+                *self.read_out.values(),
+                *([self.aligned] if self.aligned_cells else []),
+            ):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
@@ -381,6 +423,12 @@ class Projector(nn.Module):
         if features is not None:
             out = out + self.read_out[modality](features)
         return out
+
+    def aligned_frames(self, sound: Tensor, frames: Tensor) -> Tensor:
+        """sound (M, D_audio): audio tokens' standardised features; frames (M, aligned_cells * D_video): the
+        standardised video frame at each one's moment (`frames_at`) → (M, hidden_size), added to those tokens."""
+        assert self.aligned_cells, "this projector has no time-aligned path"
+        return torch.sigmoid(self.gate(sound)) * self.aligned(frames)
 
 
 FUSIONS = {"coattn": TriModalCoAttention, "concat": ConcatFusion}

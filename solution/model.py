@@ -23,7 +23,7 @@ from .config import KitConfig, resolve_path
 from .encoders.audio import build_audio_encoder
 from .encoders.vision import build_vision_tower, pool_video_tokens, preprocess_frames, top_tags
 from .errors import ConfigError, WeightsError
-from .fusion import Projector, Stream, build_fusion
+from .fusion import Projector, Stream, build_fusion, frames_at
 from .llm import attach_lora, load_adapter, load_llm, placeholder_ids
 from .media.video import Frames
 from .prompt import chat_prompt, neutral_prompt, option_texts, text_stream
@@ -137,11 +137,21 @@ class TriModalModel(nn.Module):
                     )
                 streams[name] = Stream(tokens[None].to(self.device), times[None].to(self.device), mask, cells)
         fused = self.fusion(streams)  # name → (1, N, dim)
-        out = {}
+        out, features = {}, {}
         for name in ("video", "audio"):
             if name in streams:
-                features = self.fusion.embed.standardise(name, streams[name].tokens)  # (1, N, D_in)
-                out[name] = self.projector(fused[name], name, features)[0]  # (N, H)
+                features[name] = self.fusion.embed.standardise(name, streams[name].tokens)[0]  # (N, D_in)
+                out[name] = self.projector(fused[name], name, features[name][None])[0]  # (N, H)
+        cells = self.projector.aligned_cells
+        # the frame at each sound's moment; not at step-down level 2, whose frames have fewer cells
+        if (
+            cells
+            and len(features) == 2
+            and cells == self.cfg.vision.spatial_tokens
+            and len(features["video"])
+        ):
+            frames = frames_at(features["video"], streams["video"].times[0], cells, streams["audio"].times[0])
+            out["audio"] = out["audio"] + self.projector.aligned_frames(features["audio"], frames)  # (M, H)
         return out
 
     def prefix_embeds(self, task: Task, encoded: Encoded) -> torch.Tensor:
@@ -291,7 +301,9 @@ def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
         dropout=f.dropout,
         grid_cells={"video": cfg.vision.spatial_tokens},
     )
-    projector = Projector(f.dim, hidden, {k: v for k, v in input_dims.items() if k != "text"})
+    aligned_cells = cfg.vision.spatial_tokens if f.time_aligned and f.mode == "coattn" else 0
+    projector = Projector(f.dim, hidden, {k: v for k, v in input_dims.items() if k != "text"},
+                          aligned_cells=aligned_cells)  # fmt: skip
     if cfg.llm.adapter:
         llm = load_adapter(llm, resolve_path(cfg.llm.adapter), trainable=trainable)
     elif trainable:

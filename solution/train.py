@@ -85,9 +85,10 @@ class TrainConfig:
     """Checkpoints kept in the output folder (older ones are removed; best/ is separate)."""
     projector_init: str = "random"
     """The projector's output layers at the start of a fresh run. random: drawn (the MLP's as PyTorch's Linear, the
-    read-outs normal with std 0.02), so the tokens carry their clip's evidence into the LLM from the first step;
-    zero: as built for inference (untrained, they add nothing; the gradient then reaches the fusion only once the
-    output layer has grown, which was too slow to learn anything in a few hundred steps)."""
+    read-outs and the time-aligned frame read-out normal with std 0.02), so the tokens carry their clip's evidence
+    into the LLM from the first step; zero: as built for inference (untrained, they add nothing; the gradient then
+    reaches the fusion only once the output layer has grown, which was too slow to learn anything in a few hundred
+    steps)."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "keep_checkpoints"):
@@ -549,9 +550,11 @@ class Trainer:
             )  # Linear's default
             bound = 1 / math.sqrt(projector.proj.in_features)
             nn.init.uniform_(projector.proj.bias, -bound, bound, generator=generator)
-            for (
-                layer
-            ) in projector.read_out.values():  # standardised inputs: tokens of norm ~ 0.02 sqrt(D_in * H)
+            # standardised inputs: tokens of norm ~ 0.02 sqrt(D_in * H)
+            for layer in (
+                *projector.read_out.values(),
+                *([projector.aligned] if projector.aligned_cells else []),
+            ):
                 nn.init.normal_(layer.weight, std=0.02, generator=generator)
 
     def restore(self, start: Path, state: dict[str, Any], train_dir: Path) -> None:

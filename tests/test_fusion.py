@@ -10,6 +10,7 @@ from solution.fusion import (
     Stream,
     TriModalCoAttention,
     build_fusion,
+    frames_at,
     sinusoidal_time_encoding,
     time_bias,
 )
@@ -171,6 +172,34 @@ def test_projector_reads_out_the_tokens_own_features():
     moved[0, 1] += 1.0  # one token's features change only that token's output
     changed = (projector(fused, "video", moved) - with_features).abs().sum(-1)[0]
     assert changed[1] > 0 and changed[0] == 0 and changed[2] == 0
+
+
+def test_frames_at_interpolates_between_the_frames_around_each_moment():
+    cells, width = 2, 3
+    frame_times = torch.tensor([0.5, 1.5, 2.5])
+    frames = torch.arange(3 * cells * width, dtype=torch.float32).reshape(3, cells * width)  # (F, cells * D)
+    tokens = frames.reshape(
+        3 * cells, width
+    )  # frame groups of `cells` tokens, as pool_video_tokens lays them
+    times = frame_times.repeat_interleave(cells)
+    moments = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.25, 3.0])
+    got = frames_at(tokens, times, cells, moments)
+    expected = torch.stack([frames[0], frames[0], (frames[0] + frames[1]) / 2, frames[1],
+                            0.25 * frames[1] + 0.75 * frames[2], frames[2]])  # fmt: skip
+    torch.testing.assert_close(got, expected)
+    one = frames_at(tokens[:cells], times[:cells], cells, moments)  # a single frame serves every moment
+    torch.testing.assert_close(one, frames[0].expand(len(moments), -1))
+
+
+def test_projector_time_aligned_path_is_gated_by_the_sound_and_zero_untrained():
+    dims = {"video": INPUT_DIMS["video"], "audio": INPUT_DIMS["audio"]}
+    sound, frames = torch.randn(4, dims["audio"]), torch.randn(4, 2 * dims["video"])
+    assert torch.count_nonzero(Projector(DIM, 24, dims, aligned_cells=2).aligned_frames(sound, frames)) == 0
+    torch.manual_seed(0)
+    projector = Projector(DIM, 24, dims, zero_init=False, aligned_cells=2)
+    gate = torch.sigmoid(projector.gate(sound))  # (4, 1)
+    torch.testing.assert_close(projector.aligned_frames(sound, frames), gate * projector.aligned(frames))
+    assert Projector(DIM, 24, {"video": dims["video"]}, aligned_cells=2).aligned_cells == 0  # needs both
 
 
 def test_input_statistics_standardise_each_dimension():

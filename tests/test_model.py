@@ -10,6 +10,7 @@ import torch
 from solution import heads
 from solution.config import load_config
 from solution.errors import WeightsError
+from solution.fusion import frames_at
 from solution.llm import attach_lora, load_adapter, save_adapter
 from solution.media.audio import SAMPLE_RATE
 from solution.media.video import Frames
@@ -107,6 +108,25 @@ def test_coattention_mixes_modalities_and_concat_does_not(qa_task):
         assert not torch.allclose(a["audio"], b["audio"])
     assert video_rows["coattn"] > 1e-4, "co-attention: the audio must change the fused video tokens"
     assert video_rows["concat"] == 0.0, "concat: no interaction between modalities"
+
+
+def test_audio_tokens_read_the_frame_at_their_moment(qa_task):
+    frames, wave = media()
+    model = build_model(load_config("tiny"))  # untrained: every output layer zero but the time-aligned one's
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.projector.aligned.weight, std=0.5)
+    enc = model.encode(frames, wave)
+    fused = model.fuse(qa_task, enc)
+    assert torch.count_nonzero(fused["video"]) == 0
+    standardise = model.fusion.embed.standardise
+    sound, video = standardise("audio", enc.audio[0]), standardise("video", enc.video[0])
+    at_moment = frames_at(video, enc.video[1], model.cfg.vision.spatial_tokens, enc.audio[1])
+    torch.testing.assert_close(fused["audio"], model.projector.aligned_frames(sound, at_moment))
+    assert torch.count_nonzero(fused["audio"]) > 0
+    without_video = model.fuse(qa_task, Encoded(audio=enc.audio))
+    assert torch.count_nonzero(without_video["audio"]) == 0
+    for overrides in (["fusion.mode=concat"], ["fusion.time_aligned=false"]):  # no cross-modal path asked for
+        assert build_model(load_config("tiny", overrides)).projector.aligned_cells == 0
 
 
 def test_untrained_projector_injects_zeros(tiny_model, qa_task):
