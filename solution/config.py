@@ -144,8 +144,8 @@ class FusionConfig:
     time_aligned: bool = True
     """coattn only (concat has no cross-modal path): each audio token also reads, through a linear layer gated by
     its own sound, the video frame at its moment (`Projector.aligned_frames`), so what is seen when a sound is
-    heard reaches the LLM in the sound's token. Learned in 150 steps where the co-attention alone was not: see
-    README, Training."""
+    heard reaches the LLM in the sound's token (the position at a beep: 26 of 43 dev questions after 150 steps,
+    against chance without it; README, Training)."""
     weights: str = ""
     """Trained fusion + projector weights (safetensors, from train_lora.py); empty = freshly initialised."""
 
