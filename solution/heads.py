@@ -237,18 +237,26 @@ def score_options_batch(
     """score_options for several tasks at once: task b's prefix (1, P_b, H) and its options option_ids[b].
 
     Returns one (n_options_b,) float32 tensor per task, equal to score_options(model, prefixes[b],
-    option_ids[b]) within float rounding. Two forwards in all:
-      1. the prefixes, right-padded to the longest (B, P, H) with an attention mask, so that every real token
-         sits at the column (and position) it has alone; each prefix's last real position gives the log-probs of
-         its options' first tokens;
+    option_ids[b]) within float rounding (`option_scores`). A single task goes through score_options itself.
+    """
+    if len(prefixes) == 1 and len(option_ids) == 1:
+        return [score_options(model, prefixes[0], option_ids[0])]
+    return option_scores(model, prefixes, option_ids)
+
+
+def option_scores(
+    model: nn.Module, prefixes: list[Tensor], option_ids: list[list[list[int]]]
+) -> list[Tensor]:
+    """Mean log-likelihood of each option of each task, differentiable (score_options_batch without no_grad:
+    the trainer's loss uses it, so training scores options exactly as inference does). Two forwards in all:
+      1. the prefixes (1, P_b, H), right-padded to the longest (B, P, H) with an attention mask, so that every
+         real token sits at the column (and position) it has alone; each prefix's last real position gives the
+         log-probs of its options' first tokens;
       2. each task's options packed into its own row after its cached prefix (`_option_pass`: the mask also
          hides the prefix padding between P_b and P, and positions continue each task's prefix).
-    A single task goes through score_options itself.
     """
     if len(prefixes) != len(option_ids):
         raise ValueError(f"{len(prefixes)} prefixes but {len(option_ids)} option lists")
-    if len(prefixes) == 1:
-        return [score_options(model, prefixes[0], option_ids[0])]
     for prefix, options in zip(prefixes, option_ids, strict=True):
         _check_options(prefix, options)
     embeds, prefix_mask = pad_prefixes(prefixes, "right")  # (B, P, H), (B, P)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import heads
 from .config import KitConfig, build_dataclass, load_config, parse_override
 from .errors import ConfigError, KitError
 from .feature_cache import DEFAULT_CACHE_DIR, FeatureCache
@@ -50,7 +51,6 @@ PLOT_FILE = "training.png"
 TRAIN_CONFIG_FILE = "train_config.json"
 DEV_METRICS_FILE = "dev_metrics.json"
 BEST_DIR = "best"
-IGNORE = -100  # label of positions that carry no loss (prompt, padding)
 
 
 @dataclass
@@ -73,6 +73,9 @@ class TrainConfig:
     """Learning rate at the last step, relative to the peak."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this; 0 disables."""
+    option_loss: float = 1.0
+    """Weight of the QA ranking loss (cross-entropy of the options' scores against the correct one, per QA example)
+    added to the answer tokens' mean next-token loss; 0 trains on the answer tokens alone."""
     drop_video: float = 0.1
     """Probability that an example loses its video (and visual tags) for a step."""
     drop_audio: float = 0.1
@@ -102,6 +105,7 @@ class TrainConfig:
             "grad_clip",
             "lr",
             "fusion_lr",
+            "option_loss",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}: must be >= 0, got {getattr(self, name)}")
@@ -118,7 +122,7 @@ class TrainConfig:
 
 TRAJECTORY_FIELDS = (
     "steps", "batch_size", "lr", "fusion_lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip",
-    "drop_video", "drop_audio", "projector_init",
+    "option_loss", "drop_video", "drop_audio", "projector_init",
 )  # fmt: skip
 """TrainConfig fields that a resumed run must share with the run that wrote the checkpoint."""
 
@@ -153,6 +157,7 @@ class Example:
     task: Task
     # QA: the correct option's text (as option_texts gives it); captioning: the reference captions
     targets: tuple[str, ...]
+    answer_index: int | None = None  # QA: the correct option's index in task.choices
 
 
 def load_examples(split: Split) -> list[Example]:
@@ -163,10 +168,11 @@ def load_examples(split: Split) -> list[Example]:
         if task.task_type == "qa":
             ids = [choice.choice_id for choice in task.choices]
             correct = record["correct_answer_choice_id"]
-            targets = (option_texts(task)[ids.index(correct)],)
+            answer_index = ids.index(correct)
+            targets = (option_texts(task)[answer_index],)
         else:
-            targets = tuple(record.get("references") or [record["correct_answer"]])
-        examples.append(Example(task, targets))
+            answer_index, targets = None, tuple(record.get("references") or [record["correct_answer"]])
+        examples.append(Example(task, targets, answer_index))
     if not examples:
         raise KitError(f"split {split.root}: {LABELS_FILE} holds no task to train on")
     return examples
@@ -223,48 +229,39 @@ def drop_modalities(encoded: Encoded, drop_video: bool, drop_audio: bool) -> Enc
 # ---------------------------------------------------------------- loss
 
 
-def collate(prefixes: Sequence[Tensor], answers: Sequence[Tensor], ids: Sequence[Tensor]):
-    """Right-pad prompt + answer rows into one batch.
-
-    prefixes: (P_i, H) prompt embeddings; answers: (T_i, H) answer embeddings; ids: (T_i,) answer token ids.
-    Returns inputs_embeds (B, L, H), attention_mask (B, L) long, labels (B, L) long (IGNORE on prompt and padding).
-    """
-    rows = [torch.cat([p, a]) for p, a in zip(prefixes, answers, strict=True)]  # (P_i + T_i, H)
-    embeds = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, L, H), zeros after each row
-    B, L = embeds.shape[:2]
-    mask = torch.zeros(B, L, dtype=torch.long, device=embeds.device)
-    labels = torch.full((B, L), IGNORE, dtype=torch.long, device=embeds.device)
-    for i, (p, t) in enumerate(zip(prefixes, ids, strict=True)):
-        P, T = p.shape[0], t.shape[0]
-        mask[i, : P + T] = 1
-        labels[i, P : P + T] = t
-    return embeds, mask, labels
-
-
 class AnswerLoss(nn.Module):
-    """Summed next-token loss of the answer tokens of a batch (the module that data parallelism wraps)."""
+    """The losses of a batch (the module that data parallelism wraps), from the heads' own option scoring
+    (`heads.option_scores`: the inference prompt, then each continuation after its cached prefix):
+
+    - the summed next-token loss of the answer tokens (the correct option's tokens for QA, a reference caption's
+      for captioning, each followed by end-of-sequence);
+    - for QA, the summed cross-entropy of the options' scores (mean log-likelihoods, the scores inference ranks)
+      against the correct option: the decision itself, with the task's own distractors pushed down.
+
+    items: (task, encoded, answer token ids, index of the correct option or None for captioning).
+    """
 
     def __init__(self, model: TriModalModel):
         super().__init__()
         self.model = model
 
-    def forward(self, items: Sequence[tuple[Task, Encoded, Sequence[int]]]) -> Tensor:
+    def forward(
+        self, items: Sequence[tuple[Task, Encoded, Sequence[int], int | None]]
+    ) -> tuple[Tensor, Tensor]:
         model = self.model
-        embed = model.llm.get_input_embeddings()
-        prefixes, answers, ids = [], [], []
-        for task, encoded, target_ids in items:
-            prefixes.append(model.prefix_embeds(task, encoded)[0])  # (P, H): the inference prompt
-            t = torch.tensor(target_ids, dtype=torch.long, device=model.device)  # (T,)
-            answers.append(embed(t).to(prefixes[-1].dtype))  # (T, H)
-            ids.append(t)
-        embeds, mask, labels = collate(prefixes, answers, ids)  # (B, L, H), (B, L), (B, L)
-        targets = labels[:, 1:]  # (B, L-1): position t predicts token t+1
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = targets != IGNORE  # logits only where the next token is an answer token
+        prefixes, continuations = [], []
+        for task, encoded, target_ids, correct in items:
+            prefixes.append(model.prefix_embeds(task, encoded))  # (1, P, H): the inference prompt
+            options = (
+                [] if correct is None else [answer_ids(model.tokenizer, t)[:-1] for t in option_texts(task)]
+            )
+            continuations.append([*options, list(target_ids)])  # the options as scored, then the answer
         with model.autocast():
-            logits = model.llm(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=keep).logits
-        logits = logits.reshape(-1, logits.shape[-1])  # (N, V), N = answer tokens in the batch
-        return F.cross_entropy(logits.float(), targets[targets != IGNORE], reduction="sum")
+            scores = heads.option_scores(model.llm, prefixes, continuations)  # each (n_options + 1,)
+        answer = -sum(s[-1] * len(item[2]) for s, item in zip(scores, items, strict=True))
+        ranking = [F.cross_entropy(s[None, :-1], torch.tensor([item[3]], device=s.device), reduction="sum")
+                   for s, item in zip(scores, items, strict=True) if item[3] is not None]  # fmt: skip
+        return answer, sum(ranking, answer.new_zeros(()))
 
 
 def trainable_names(model: nn.Module) -> list[str]:
@@ -586,25 +583,28 @@ class Trainer:
         started = time.perf_counter()
         plan = plan_step(self.examples, self.model.tokenizer, self.tcfg, self.seed, step)
         total_tokens = sum(len(p.target_ids) for p in plan)
+        total_qa = sum(self.examples[p.example].answer_index is not None for p in plan)
         items = []
         for p in plan[self.rank :: self.world]:  # this process's share of the global batch
-            task = self.examples[p.example].task
-            items.append(
-                (task, drop_modalities(self.features.get(task), p.drop_video, p.drop_audio), p.target_ids)
-            )
+            example = self.examples[p.example]
+            encoded = drop_modalities(self.features.get(example.task), p.drop_video, p.drop_audio)
+            items.append((example.task, encoded, p.target_ids, example.answer_index))
         with self.accelerator.autocast():
-            loss_sum = self.loss_module(items)
-        # processes average their gradients: scaled so, the result is the mean over the global batch's tokens
-        self.accelerator.backward(loss_sum * self.world / total_tokens)
+            answer_sum, ranking_sum = self.loss_module(items)
+        # processes average their gradients: scaled so, the result is the mean over the global batch's answer
+        # tokens, plus option_loss times the mean over its QA examples
+        loss = answer_sum / total_tokens + self.tcfg.option_loss * ranking_sum / max(total_qa, 1)
+        self.accelerator.backward(loss * self.world)
         if self.tcfg.grad_clip:
             self.accelerator.clip_grad_norm_(self.params, self.tcfg.grad_clip)
         lrs = self.scheduler.get_last_lr()  # (LoRA, fusion)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.accelerator.reduce(loss_sum.detach(), "sum").item() / total_tokens
+        sums = self.accelerator.reduce(torch.stack([answer_sum, ranking_sum]).detach(), "sum").tolist()
         done = step + 1
-        return {"step": done, "epoch": round(done * self.tcfg.batch_size / self.n, 4), "loss": loss,
+        return {"step": done, "epoch": round(done * self.tcfg.batch_size / self.n, 4),
+                "loss": sums[0] / total_tokens, "option_loss": sums[1] / total_qa if total_qa else None,
                 "lr": lrs[0], "fusion_lr": lrs[1], "tokens": total_tokens,
                 "seconds": round(time.perf_counter() - started, 4)}  # fmt: skip
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from solution import KIT_ROOT, heads
@@ -21,12 +22,10 @@ from solution.runner import Runner
 from solution.splits import load_split, write_split
 from solution.synthetic import make_synthetic_split
 from solution.train import (
-    IGNORE,
     AnswerLoss,
     Evaluator,
     TrainConfig,
     answer_ids,
-    collate,
     drop_modalities,
     load_examples,
     plan_step,
@@ -127,32 +126,41 @@ def test_modality_dropout_removes_the_modality_and_its_text():
     assert drop_modalities(encoded, False, False) is encoded
 
 
-def test_collate_pads_right_and_labels_only_the_answer():
-    prefixes = [torch.ones(3, 2), 2 * torch.ones(5, 2)]
-    answers = [torch.full((2, 2), 7.0), torch.full((1, 2), 8.0)]
-    ids = [torch.tensor([11, 12]), torch.tensor([13])]
-    embeds, mask, labels = collate(prefixes, answers, ids)
-    assert embeds.shape == (2, 6, 2)
-    assert mask.tolist() == [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]]
-    assert labels.tolist() == [[IGNORE] * 3 + [11, 12, IGNORE], [IGNORE] * 5 + [13]]
-    assert embeds[0, 3:5].eq(7).all() and embeds[0, 5].eq(0).all() and embeds[1, 5].eq(8).all()
-
-
-def test_training_loss_is_the_inference_option_score(splits):
-    """The loss of an option's tokens after the prompt is minus the heads' score of that option, summed."""
+def test_training_losses_are_the_inference_option_scores(splits):
+    """The answer loss is the summed next-token loss of the answer after the prompt (checked against one plain
+    forward of prompt + answer), the ranking loss the cross-entropy of the scores inference ranks options by;
+    in a batch, each example's losses are those it has alone."""
     model = build_model(load_config("tiny", TINY), trainable=True).eval()
     with torch.no_grad():
         torch.nn.init.normal_(model.projector.proj.weight, std=0.5)  # fused features visible in the prompt
         for name, p in model.llm.named_parameters():
             if "lora_B" in name:
                 p.normal_(std=0.1)
-    example = one_task(splits["train"], "qa")
-    encoded = FeatureCache(model, model.cfg, directory=None).get(example.task)
-    options = [model.tokenizer(t, add_special_tokens=False).input_ids for t in option_texts(example.task)]
+    qa, caption = one_task(splits["train"], "qa"), one_task(splits["train"], "captioning")
+    cache = FeatureCache(model, model.cfg, directory=None)
+    encoded = cache.get(qa.task)
+    options = [model.tokenizer(t, add_special_tokens=False).input_ids for t in option_texts(qa.task)]
+    prefix = model.prefix_embeds(qa.task, encoded)
+    loss = AnswerLoss(model)
     with torch.no_grad():
-        scores = heads.score_options(model.llm, model.prefix_embeds(example.task, encoded), options)
-        losses = [AnswerLoss(model)([(example.task, encoded, ids)]) / len(ids) for ids in options]
-    assert torch.allclose(torch.stack(losses), -scores, atol=1e-4)
+        scores = heads.score_options(model.llm, prefix, options)
+        for k, ids in enumerate(options):
+            target = [*ids, model.tokenizer.eos_token_id]
+            answer, ranking = loss([(qa.task, encoded, target, k)])
+            plain = heads.score_options_naive(model.llm, prefix, [target])[0] * len(target)
+            assert torch.allclose(answer, -plain, atol=1e-4)
+            assert torch.allclose(ranking, F.cross_entropy(scores[None], torch.tensor([k])), atol=1e-4)
+        caption_item = (
+            caption.task,
+            cache.get(caption.task),
+            answer_ids(model.tokenizer, caption.targets[0]),
+            None,
+        )
+        alone = [loss([caption_item]), loss([(qa.task, encoded, target, k)])]
+        assert alone[0][1] == 0  # captions have no options to rank
+        together = loss([caption_item, (qa.task, encoded, target, k)])
+    for total, *parts in zip(together, *alone, strict=True):
+        assert torch.allclose(total, sum(parts), atol=1e-4)
 
 
 def test_only_lora_fusion_and_projector_train(tiny_cfg):
