@@ -22,8 +22,8 @@ a short system prompt) and BENCH_TRAIN_OVERRIDES, then the user's --set. Prints 
 (seconds per example to decode and encode vs to read the cache) and a markdown table of accuracy per category
 (video / audio / both questions) and caption METEOR on heldout, and dev accuracy and score; the claim to check is
 trimodal > concat and trimodal > each single modality on heldout 'both' questions. On the pocket preset (2 CPU
-threads) a step of 8 examples takes ~4 s (bf16 LLM weights), so a trained variant takes about 8 minutes (100
-steps, one dev evaluation at the end, the held-out scoring) and the whole table under 40 minutes, feature
+threads) a step of 8 examples takes ~4.5 s (bf16 LLM weights), so a trained variant takes about 9-10 minutes (100
+steps, one dev evaluation at the end, the held-out scoring) and the whole table about 44 minutes, feature
 extraction included (cached under .cache/features and shared by every variant); `--eval_every 50` adds a dev
 evaluation (~50 s) per variant for the best-checkpoint choice. `--config tiny` runs the whole pipeline in under a
 minute (the tiny random LLM cannot learn much: that run only shows the script works). A finished variant is

@@ -238,12 +238,14 @@ class AnswerLoss(nn.Module):
     - for QA, the summed cross-entropy of the options' scores (mean log-likelihoods, the scores inference ranks)
       against the correct option: the decision itself, with the task's own distractors pushed down.
 
-    items: (task, encoded, answer token ids, index of the correct option or None for captioning).
+    items: (task, encoded, answer token ids, index of the correct option or None for captioning). With
+    `rank=False` the options are not scored and the ranking loss is 0.
     """
 
-    def __init__(self, model: TriModalModel):
+    def __init__(self, model: TriModalModel, rank: bool = True):
         super().__init__()
         self.model = model
+        self.rank = rank
 
     def forward(
         self, items: Sequence[tuple[Task, Encoded, Sequence[int], int | None]]
@@ -252,15 +254,14 @@ class AnswerLoss(nn.Module):
         prefixes, continuations = [], []
         for task, encoded, target_ids, correct in items:
             prefixes.append(model.prefix_embeds(task, encoded))  # (1, P, H): the inference prompt
-            options = (
-                [] if correct is None else [answer_ids(model.tokenizer, t)[:-1] for t in option_texts(task)]
-            )
+            ranked = self.rank and correct is not None
+            options = [answer_ids(model.tokenizer, t)[:-1] for t in option_texts(task)] if ranked else []
             continuations.append([*options, list(target_ids)])  # the options as scored, then the answer
         with model.autocast():
             scores = heads.option_scores(model.llm, prefixes, continuations)  # each (n_options + 1,)
         answer = -sum(s[-1] * len(item[2]) for s, item in zip(scores, items, strict=True))
         ranking = [F.cross_entropy(s[None, :-1], torch.tensor([item[3]], device=s.device), reduction="sum")
-                   for s, item in zip(scores, items, strict=True) if item[3] is not None]  # fmt: skip
+                   for s, item in zip(scores, items, strict=True) if self.rank and item[3] is not None]  # fmt: skip
         return answer, sum(ranking, answer.new_zeros(()))
 
 
@@ -385,8 +386,13 @@ class MetricsLog:
             return False
         figure = Figure(figsize=(10, 4), layout="constrained")
         loss_axes, dev_axes = figure.subplots(1, 2)
-        loss_axes.plot([r["step"] for r in self.records], [r["loss"] for r in self.records], lw=1)
-        loss_axes.set(xlabel="step", ylabel="train loss (answer tokens)", title="training loss")
+        loss_axes.plot([r["step"] for r in self.records], [r["loss"] for r in self.records], lw=1,
+                       label="answer tokens")  # fmt: skip
+        ranked = [(r["step"], r["option_loss"]) for r in self.records if r.get("option_loss") is not None]
+        if ranked:
+            loss_axes.plot(*zip(*ranked, strict=True), lw=1, label="QA options (ranking)")
+        loss_axes.set(xlabel="step", ylabel="train loss", title="training loss")
+        loss_axes.legend()
         dev = [r for r in self.records if "dev" in r]
         for name in ("score", "accuracy", "meteor_contest_nltk_gamma0"):
             points = [(r["step"], r["dev"][name]) for r in dev if r["dev"].get(name) is not None]
@@ -512,7 +518,7 @@ class Trainer:
         self.features = FeatureCache(self.model, cfg, cache_dir)
         if state is None:
             self.initialise(progress=progress and self.main)
-        self.loss_module = accelerator.prepare(AnswerLoss(self.model))
+        self.loss_module = accelerator.prepare(AnswerLoss(self.model, rank=tcfg.option_loss > 0))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
     def initialise(self, progress: bool) -> None:
@@ -604,7 +610,7 @@ class Trainer:
         sums = self.accelerator.reduce(torch.stack([answer_sum, ranking_sum]).detach(), "sum").tolist()
         done = step + 1
         return {"step": done, "epoch": round(done * self.tcfg.batch_size / self.n, 4),
-                "loss": sums[0] / total_tokens, "option_loss": sums[1] / total_qa if total_qa else None,
+                "loss": sums[0] / total_tokens, "option_loss": sums[1] / total_qa if total_qa and self.tcfg.option_loss else None,
                 "lr": lrs[0], "fusion_lr": lrs[1], "tokens": total_tokens,
                 "seconds": round(time.perf_counter() - started, 4)}  # fmt: skip
 

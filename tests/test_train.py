@@ -159,6 +159,8 @@ def test_training_losses_are_the_inference_option_scores(splits):
         alone = [loss([caption_item]), loss([(qa.task, encoded, target, k)])]
         assert alone[0][1] == 0  # captions have no options to rank
         together = loss([caption_item, (qa.task, encoded, target, k)])
+        unranked = AnswerLoss(model, rank=False)([(qa.task, encoded, target, k)])  # train.option_loss=0
+    assert unranked[1] == 0 and torch.allclose(unranked[0], alone[1][0], atol=1e-4)
     for total, *parts in zip(together, *alone, strict=True):
         assert torch.allclose(total, sum(parts), atol=1e-4)
 
@@ -202,7 +204,8 @@ def test_run_writes_checkpoints_best_metrics_and_plot(trained):
     assert set(rng) >= {"torch", "numpy_keys", "python_state"}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
-    assert all({"loss", "lr", "fusion_lr", "tokens"} <= set(r) for r in records)
+    assert all({"loss", "option_loss", "lr", "fusion_lr", "tokens"} <= set(r) for r in records)
+    assert any(isinstance(r["option_loss"], float) for r in records)  # steps with QA examples rank options
     dev_steps = [r["step"] for r in records if "dev" in r]
     assert dev_steps == [EVAL_EVERY, STEPS]
     assert {"score", "accuracy", "meteor_contest_nltk_gamma0", "integral"} <= set(records[-1]["dev"])
