@@ -254,8 +254,8 @@ class AnswerLoss(nn.Module):
         prefixes, continuations = [], []
         for task, encoded, target_ids, correct in items:
             prefixes.append(model.prefix_embeds(task, encoded))  # (1, P, H): the inference prompt
-            ranked = self.rank and correct is not None
-            options = [answer_ids(model.tokenizer, t)[:-1] for t in option_texts(task)] if ranked else []
+            texts = option_texts(task) if self.rank and correct is not None else []
+            options = model.tokenizer(texts, add_special_tokens=False).input_ids if texts else []
             continuations.append([*options, list(target_ids)])  # the options as scored, then the answer
         with model.autocast():
             scores = heads.option_scores(model.llm, prefixes, continuations)  # each (n_options + 1,)
