@@ -608,9 +608,10 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         sums = self.accelerator.reduce(torch.stack([answer_sum, ranking_sum]).detach(), "sum").tolist()
+        ranked = total_qa and self.tcfg.option_loss
         done = step + 1
         return {"step": done, "epoch": round(done * self.tcfg.batch_size / self.n, 4),
-                "loss": sums[0] / total_tokens, "option_loss": sums[1] / total_qa if total_qa and self.tcfg.option_loss else None,
+                "loss": sums[0] / total_tokens, "option_loss": sums[1] / total_qa if ranked else None,
                 "lr": lrs[0], "fusion_lr": lrs[1], "tokens": total_tokens,
                 "seconds": round(time.perf_counter() - started, 4)}  # fmt: skip
 
