@@ -27,7 +27,7 @@ def clip_words(text: str, max_words: int) -> str:
 def user_message(
     task: Task, n_video: int, n_audio: int, tags: list[str], transcript: str, cfg: PromptConfig
 ) -> str:
-    """The user turn: media placeholders, text evidence, the question and (for QA) the lettered options."""
+    """The user turn: media placeholders, text evidence, the question and (for QA, with cfg.list_options) the lettered options."""
     lines = [f"Video: {PLACEHOLDERS['video'] * n_video}" if n_video else "Video: not available."]
     if tags:
         lines.append(f"Things visible in the video: {', '.join(tags)}.")
@@ -36,8 +36,9 @@ def user_message(
         lines.append(f'Speech in the audio: "{clip_words(transcript, cfg.max_transcript_words)}"')
     lines.append(f"Question: {task.question.strip()}")
     if task.task_type == "qa":
-        lines.append("Options:")
-        lines += [f"({LETTERS[i % 26]}) {text}" for i, text in enumerate(option_texts(task))]
+        if cfg.list_options:
+            lines.append("Options:")
+            lines += [f"({LETTERS[i % 26]}) {text}" for i, text in enumerate(option_texts(task))]
         lines.append(cfg.qa_instruction)
     else:
         lines.append(cfg.caption_instruction)

@@ -60,6 +60,21 @@ def test_token_counts_and_placeholders(tiny_model, tiny_cfg, qa_task):
     assert prefix.shape == (1, ids.shape[1], tiny_model.llm.config.hidden_size)
 
 
+def test_unlisted_options_are_left_out_of_the_prompt_and_still_ranked(tiny_model, tiny_cfg, qa_task):
+    enc = tiny_model.encode(*media())
+    listed_ids = tiny_model.prompt_ids(qa_task, enc)
+    model = copy.copy(tiny_model)  # the same modules, another config
+    model.cfg = copy.deepcopy(tiny_cfg)
+    model.cfg.prompt.list_options = False
+    ids = model.prompt_ids(qa_task, enc)
+    listed, unlisted = (model.tokenizer.decode(i[0]) for i in (listed_ids, ids))
+    assert "Options:" in listed and "(A) Red" in listed
+    assert "Options:" not in unlisted and "Yellow" not in unlisted and ids.shape[1] < listed_ids.shape[1]
+    assert "What colour is the square?" in unlisted and tiny_cfg.prompt.qa_instruction in unlisted
+    answer = model.answer(qa_task, model.prefix_embeds(qa_task, enc))
+    assert answer.choice_id in range(5) and len(answer.scores) == 5
+
+
 def test_placeholder_mismatch_raises_with_both_counts(tiny_model, qa_task):
     enc = tiny_model.encode(*media())
     ids = tiny_model.prompt_ids(qa_task, enc)
