@@ -27,7 +27,8 @@ def clip_words(text: str, max_words: int) -> str:
 def user_message(
     task: Task, n_video: int, n_audio: int, tags: list[str], transcript: str, cfg: PromptConfig
 ) -> str:
-    """The user turn: media placeholders, text evidence, the question and (for QA, with cfg.list_options) the lettered options."""
+    """The user turn: media placeholders, text evidence, the question and, for QA with `cfg.list_options`, the
+    lettered options."""
     lines = [f"Video: {PLACEHOLDERS['video'] * n_video}" if n_video else "Video: not available."]
     if tags:
         lines.append(f"Things visible in the video: {', '.join(tags)}.")
