@@ -77,6 +77,7 @@ class VisionConfig:
 
 AUDIO_ENCODERS = ("none", "tiny", "whisper")
 AUDIO_WINDOWS = ("auto", "fit", "full")
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")  # the sound events' names
 
 
 @dataclass
@@ -105,6 +106,13 @@ class AudioConfig:
     """A window gets no transcript when Whisper's no-speech probability (its <|nocaptions|> token right after
     <|startoftranscript|>) is above this (Whisper's own default, 0.6): beeps, music and silence then add
     nothing to the prompt instead of a hallucinated "you". 1.0 transcribes every window."""
+    max_events: int = 0
+    """Sound events listed in the prompt after the audio tokens, in time order ("Sounds: first <|sound|>; second
+    <|sound|>."): the stretches where the track is loud against its own quiet (`media.audio.sound_events`), at
+    most this many. Each event is one token: the mean of its audio tokens and, with fusion.time_aligned, the
+    video frame at its middle. So "the second beep" is found by the word "second", and "how many beeps" by the
+    last ordinal, instead of by counting sounding audio tokens (which a few hundred training steps did not
+    teach; README, Training). 0 = no list."""
 
     def __post_init__(self) -> None:
         _one_of(self.encoder, "audio.encoder", AUDIO_ENCODERS)
@@ -114,6 +122,7 @@ class AudioConfig:
             50 % self.tokens_per_second == 0, "audio.tokens_per_second", "must divide 50 (Whisper frames/s)"
         )
         _check(self.max_tokens >= 1, "audio.max_tokens", "must be >= 1")
+        _check(0 <= self.max_events <= len(ORDINALS), "audio.max_events", f"must be in [0, {len(ORDINALS)}]")
         _check(0 <= self.no_speech_threshold <= 1, "audio.no_speech_threshold", "must be in [0, 1]")
         _check(
             not (self.transcribe and self.encoder == "tiny"),

@@ -2,7 +2,7 @@
 
 One entry per clip and modality under the cache folder (default `.cache/features/`):
 
-    <key[:2]>/<key>.safetensors   tokens (N, D), times (N,)
+    <key[:2]>/<key>.safetensors   tokens (N, D), times (N,); audio also sound_events (K, 2) (audio.max_events)
     <key[:2]>/<key>.json          tags (video) or transcript (audio), and what made the key
 
 A video entry's key is a SHA-256 of the video file's content and the config that shapes the vision tower's
@@ -33,7 +33,7 @@ from .runner import Runner
 from .tasks import Task
 
 DEFAULT_CACHE_DIR = KIT_ROOT / ".cache" / "features"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MODALITIES = ("video", "audio")
 
 
@@ -108,6 +108,8 @@ def save_entry(directory: Path, key: str, modality: str, encoded: Encoded, about
         if pair is None
         else {"tokens": pair[0].float().contiguous(), "times": pair[1].float().contiguous()}
     )
+    if modality == "audio" and pair is not None:
+        tensors["sound_events"] = torch.tensor(encoded.sound_events, dtype=torch.float32).reshape(-1, 2)
     tmp = folder / f".{key}.{os.getpid()}.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / f"{key}.safetensors")
@@ -130,12 +132,16 @@ def load_entry(directory: Path, key: str, modality: str) -> Encoded | None:
     encoded = Encoded(tags=list(record.get("tags", [])), transcript=record.get("transcript", ""))
     if record["present"]:
         setattr(encoded, modality, (tensors["tokens"], tensors["times"]))
+        if modality == "audio":
+            encoded.sound_events = [(start, end) for start, end in tensors["sound_events"].tolist()]
     return encoded
 
 
 def merge(video: Encoded, audio: Encoded) -> Encoded:
-    """The video part (tokens, tags) of one Encoded with the audio part (tokens, transcript) of another."""
-    return Encoded(video=video.video, tags=video.tags, audio=audio.audio, transcript=audio.transcript)
+    """The video part (tokens, tags) of one Encoded with the audio part (tokens, transcript, sound events) of
+    another."""
+    return Encoded(video=video.video, tags=video.tags, audio=audio.audio, transcript=audio.transcript,
+                   sound_events=audio.sound_events)  # fmt: skip
 
 
 class FeatureCache:

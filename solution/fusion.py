@@ -13,7 +13,8 @@ reads a frame learns where in the picture it looked, not only what it saw). Then
 - `ConcatFusion`: no cross-modal interaction (VideoLLaMA2-AV style), each stream passed through on its own.
 
 `Projector` maps the fused tokens to the LLM's hidden size (and, with `aligned_cells`, adds to each audio token the
-video frame at its moment: `frames_at`). A modality may be absent from the dict or have N == 0 tokens; masked
+video frame at its moment: `frames_at`); `event_tokens` pools the audio tokens of each sound event for the prompt's
+list of sounds (audio.max_events). A modality may be absent from the dict or have N == 0 tokens; masked
 (padding) positions never influence real ones.
 """
 
@@ -371,6 +372,22 @@ def frames_at(tokens: Tensor, times: Tensor, cells: int, moments: Tensor) -> Ten
     return frames[before] * (1 - w) + frames[after] * w  # (M, cells * D)
 
 
+def event_tokens(tokens: Tensor, times: Tensor, events: Tensor) -> Tensor:
+    """One token per sound event: the mean of the tokens whose span meets the event (a token spans half the
+    smallest spacing either side of its time), or of the nearest token when none does.
+
+    tokens (M, H) with times (M,) in seconds, M > 0; events (K, 2) start and end seconds → (K, H).
+    """
+    assert tokens.shape[0] == times.shape[0] > 0 and events.shape[-1] == 2, (tokens.shape, times.shape, events.shape)
+    half = (times[1:] - times[:-1]).min() / 2 if times.shape[0] > 1 else float("inf")
+    start, end = events[:, :1], events[:, 1:]  # (K, 1) each
+    distance = (start - times[None]).clamp_min(0) + (times[None] - end).clamp_min(0)  # (K, M) token to event
+    meets = distance <= half
+    nearest = distance == distance.min(dim=1, keepdim=True).values
+    weights = torch.where(meets.any(dim=1, keepdim=True), meets, nearest).to(tokens.dtype)  # (K, M)
+    return weights @ tokens / weights.sum(dim=1, keepdim=True)  # (K, H)
+
+
 class Projector(nn.Module):
     """Fused tokens (and their modality's standardised encoder features) → the LLM's hidden size.
 
@@ -429,6 +446,13 @@ class Projector(nn.Module):
         standardised video frame at each one's moment (`frames_at`) → (M, hidden_size), added to those tokens."""
         assert self.aligned_cells, "this projector has no time-aligned path"
         return torch.sigmoid(self.gate(sound)) * self.aligned(frames)
+
+    def event_frames(self, frames: Tensor) -> Tensor:
+        """frames (K, aligned_cells * D_video): the standardised video frame at each sound event's middle →
+        (K, hidden_size), added to the event tokens: the frame's mean cell through the video tokens' own read-out,
+        so what the LLM learned to name in a video token (a colour) it can name in a sound event."""
+        assert self.aligned_cells, "this projector has no time-aligned path"
+        return self.read_out["video"](frames.reshape(frames.shape[0], self.aligned_cells, -1).mean(dim=1))
 
 
 FUSIONS = {"coattn": TriModalCoAttention, "concat": ConcatFusion}

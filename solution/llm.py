@@ -1,7 +1,7 @@
 """The language model: loading (tiny random-init or a transformers folder), placeholder tokens, LoRA via peft.
 
 The rest of the kit touches peft only through `attach_lora`, `save_adapter` and `load_adapter`.
-Placeholder tokens (`<|video|>`, `<|audio|>`) are added to the tokenizer as special tokens; their ids are never
+Placeholder tokens (`<|video|>`, `<|audio|>`, `<|sound|>` for a sound event) are added to the tokenizer as special tokens; their ids are never
 looked up in the embedding table (the fused features replace them), so the embedding is not resized.
 """
 
@@ -17,7 +17,8 @@ from .weights import check_weights_dir
 
 VIDEO_TOKEN = "<|video|>"
 AUDIO_TOKEN = "<|audio|>"
-PLACEHOLDERS = {"video": VIDEO_TOKEN, "audio": AUDIO_TOKEN}
+SOUND_TOKEN = "<|sound|>"
+PLACEHOLDERS = {"video": VIDEO_TOKEN, "audio": AUDIO_TOKEN, "events": SOUND_TOKEN}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 TINY_CHAT_TEMPLATE = (

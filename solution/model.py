@@ -23,8 +23,9 @@ from .config import KitConfig, resolve_path
 from .encoders.audio import build_audio_encoder
 from .encoders.vision import build_vision_tower, pool_video_tokens, preprocess_frames, top_tags
 from .errors import ConfigError, WeightsError
-from .fusion import Projector, Stream, build_fusion, frames_at
+from .fusion import Projector, Stream, build_fusion, event_tokens, frames_at
 from .llm import attach_lora, load_adapter, load_llm, placeholder_ids
+from .media.audio import sound_events
 from .media.video import Frames
 from .prompt import chat_prompt, neutral_prompt, option_texts, text_stream
 from .tasks import Task
@@ -40,6 +41,7 @@ class Encoded:
     audio: tuple[torch.Tensor, torch.Tensor] | None = None  # tokens (M, Da), times (M,) in seconds
     tags: list[str] = field(default_factory=list)
     transcript: str = ""
+    sound_events: list[tuple[float, float]] = field(default_factory=list)  # (start, end) seconds, in time order
 
 
 @dataclass
@@ -104,20 +106,30 @@ class TriModalModel(nn.Module):
         if wave is not None and self.audio is not None and len(wave) > 0:
             tokens, times, out.transcript = self.audio(wave)
             out.audio = (tokens.float().cpu(), times)
+            out.sound_events = sound_events(wave, self.cfg.audio.max_events)
         return out
 
     # -- fusion and prompt ----------------------------------------------------------------------------------
+    def listed_events(self, encoded: Encoded) -> list[tuple[float, float]] | None:
+        """The sound events the prompt lists; None when it has no list (audio.max_events 0, or no audio)."""
+        if not self.cfg.audio.max_events or encoded.audio is None:
+            return None
+        return encoded.sound_events[: self.cfg.audio.max_events]
+
     def prompt_ids(self, task: Task, encoded: Encoded) -> torch.Tensor:
         n_video = 0 if encoded.video is None else encoded.video[0].shape[0]
         n_audio = 0 if encoded.audio is None else encoded.audio[0].shape[0]
+        events = self.listed_events(encoded)
         text = chat_prompt(
-            self.tokenizer, task, n_video, n_audio, encoded.tags, encoded.transcript, self.cfg.prompt
-        )
+            self.tokenizer, task, n_video, n_audio, encoded.tags, encoded.transcript, self.cfg.prompt,
+            None if events is None else len(events),
+        )  # fmt: skip
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         return ids.to(self.device)  # (1, P)
 
     def fuse(self, task: Task, encoded: Encoded) -> dict[str, torch.Tensor]:
-        """Fused tokens in the LLM's embedding space, per modality: {"video": (N, H), "audio": (M, H)}."""
+        """Fused tokens in the LLM's embedding space, per modality: {"video": (N, H), "audio": (M, H)}, and with a
+        list of sound events {"events": (K, H)}."""
         embed = self.llm.get_input_embeddings()
         text_ids = self.tokenizer(
             text_stream(task, encoded.transcript), add_special_tokens=False, return_tensors="pt",
@@ -144,14 +156,22 @@ class TriModalModel(nn.Module):
                 out[name] = self.projector(fused[name], name, features[name][None])[0]  # (N, H)
         cells = self.projector.aligned_cells
         # the frame at each sound's moment; not at step-down level 2, whose frames have fewer cells
-        if (
+        aligned = bool(
             cells
             and len(features) == 2
             and cells == self.cfg.vision.spatial_tokens
             and len(features["video"])
-        ):
+        )
+        if aligned:
             frames = frames_at(features["video"], streams["video"].times[0], cells, streams["audio"].times[0])
             out["audio"] = out["audio"] + self.projector.aligned_frames(features["audio"], frames)  # (M, H)
+        events = self.listed_events(encoded)
+        if events and len(out["audio"]):
+            spans = torch.tensor(events, dtype=torch.float32, device=self.device)  # (K, 2) seconds
+            out["events"] = event_tokens(out["audio"], streams["audio"].times[0], spans)  # (K, H)
+            if aligned:
+                frames = frames_at(features["video"], streams["video"].times[0], cells, spans.mean(dim=1))
+                out["events"] = out["events"] + self.projector.event_frames(frames)  # (K, H)
         return out
 
     def prefix_embeds(self, task: Task, encoded: Encoded) -> torch.Tensor:

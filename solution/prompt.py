@@ -7,7 +7,7 @@ and the speech transcript) is written out so that even an untrained fusion leave
 
 from __future__ import annotations
 
-from .config import PromptConfig
+from .config import ORDINALS, PromptConfig
 from .llm import PLACEHOLDERS
 from .tasks import Task
 
@@ -24,15 +24,29 @@ def clip_words(text: str, max_words: int) -> str:
     return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
 
 
+def sounds_line(n_events: int) -> str:
+    """The sound events in time order, each named by its ordinal: "Sounds: first <|sound|>; second <|sound|>."."""
+    events = [f"{ORDINALS[i]} {PLACEHOLDERS['events']}" for i in range(n_events)]
+    return f"Sounds: {'; '.join(events) if events else 'none'}."
+
+
 def user_message(
-    task: Task, n_video: int, n_audio: int, tags: list[str], transcript: str, cfg: PromptConfig
+    task: Task,
+    n_video: int,
+    n_audio: int,
+    tags: list[str],
+    transcript: str,
+    cfg: PromptConfig,
+    n_events: int | None = None,
 ) -> str:
     """The user turn: media placeholders, text evidence, the question and, for QA with `cfg.list_options`, the
-    lettered options."""
+    lettered options. `n_events` (None = no list): the sound events listed after the audio tokens."""
     lines = [f"Video: {PLACEHOLDERS['video'] * n_video}" if n_video else "Video: not available."]
     if tags:
         lines.append(f"Things visible in the video: {', '.join(tags)}.")
     lines.append(f"Audio: {PLACEHOLDERS['audio'] * n_audio}" if n_audio else "Audio: not available.")
+    if n_audio and n_events is not None:
+        lines.append(sounds_line(n_events))
     if transcript:
         lines.append(f'Speech in the audio: "{clip_words(transcript, cfg.max_transcript_words)}"')
     lines.append(f"Question: {task.question.strip()}")
@@ -47,11 +61,11 @@ def user_message(
 
 
 def chat_prompt(tokenizer, task: Task, n_video: int, n_audio: int, tags: list[str], transcript: str,
-                cfg: PromptConfig) -> str:  # fmt: skip
+                cfg: PromptConfig, n_events: int | None = None) -> str:  # fmt: skip
     """The full prompt text up to where the assistant's answer starts."""
     messages = [
         {"role": "system", "content": cfg.system},
-        {"role": "user", "content": user_message(task, n_video, n_audio, tags, transcript, cfg)},
+        {"role": "user", "content": user_message(task, n_video, n_audio, tags, transcript, cfg, n_events)},
     ]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

@@ -218,11 +218,11 @@ def plan_step(
 
 
 def drop_modalities(encoded: Encoded, drop_video: bool, drop_audio: bool) -> Encoded:
-    """The Encoded without its video (and visual tags) and/or its audio (and transcript)."""
+    """The Encoded without its video (and visual tags) and/or its audio (and transcript and sound events)."""
     if drop_video:
         encoded = dataclasses.replace(encoded, video=None, tags=[])
     if drop_audio:
-        encoded = dataclasses.replace(encoded, audio=None, transcript="")
+        encoded = dataclasses.replace(encoded, audio=None, transcript="", sound_events=[])
     return encoded
 
 

@@ -19,6 +19,12 @@ import numpy as np
 from solution.errors import MediaError
 
 SAMPLE_RATE = 16000
+EVENT_HOP_SECONDS = 0.01  # loudness is measured over hops of this length
+EVENT_LEVEL = 0.1  # a hop sounds when its RMS exceeds this share of the clip's loudest hop's ...
+EVENT_ABOVE_MEDIAN = 4.0  # ... and this multiple of the clip's median hop (its background level)
+EVENT_FLOOR = 1e-3  # and this absolute RMS: a silent or near-silent clip has no events
+EVENT_MERGE_SECONDS = 0.05  # sounding stretches closer than this are one event
+EVENT_MIN_SECONDS = 0.03  # shorter events (clicks) are dropped
 
 
 class NoAudioStream(MediaError):
@@ -102,6 +108,30 @@ def load_audio(path: str | Path, max_seconds: float | None = None) -> np.ndarray
         raise MediaError(f"{path}: the audio stream decoded to no samples")
     # FFmpeg's downmix adds channels at -3 dB, so loud correlated stereo can exceed 1 (ffmpeg -ac 1 clips too).
     return np.clip(wave[:max_samples], -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def sound_events(wave: np.ndarray, max_events: int, rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
+    """The first `max_events` sound events of a waveform: (start, end) seconds of each stretch that is loud against
+    the clip's own levels (see the EVENT_* constants), in time order.
+
+    A beep in silence is one event; a sentence is a few (its pauses split it); steady noise or music with no
+    quiet between its notes is one long event or none.
+    """
+    hop = round(rate * EVENT_HOP_SECONDS)
+    n = len(wave) // hop
+    if n == 0 or max_events <= 0:
+        return []
+    rms = np.sqrt(np.mean(np.square(wave[: n * hop].reshape(n, hop), dtype=np.float64), axis=1))  # (n,)
+    threshold = max(EVENT_LEVEL * rms.max(), EVENT_ABOVE_MEDIAN * np.median(rms), EVENT_FLOOR)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (rms > threshold).astype(np.int8), [0]])))
+    events: list[list[int]] = []  # [first hop, end hop) of each event
+    for start, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        if events and (start - events[-1][1]) * EVENT_HOP_SECONDS < EVENT_MERGE_SECONDS:
+            events[-1][1] = end
+        else:
+            events.append([start, end])
+    long_enough = [e for e in events if (e[1] - e[0]) * EVENT_HOP_SECONDS >= EVENT_MIN_SECONDS]
+    return [(start * hop / rate, end * hop / rate) for start, end in long_enough[:max_events]]
 
 
 def task_audio(
