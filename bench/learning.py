@@ -138,7 +138,8 @@ def run_variant(
         del result
         gc.collect()
         cfg = load_config(out / "best")
-        dev = json.loads((out / "best" / DEV_METRICS_FILE).read_text())  # scored when it was saved ({} without)
+        # the dev metrics as scored when it was saved; {} when trained without dev
+        dev = json.loads((out / "best" / DEV_METRICS_FILE).read_text())
         row["dev"] = {k: v for k, v in dev.items() if k != "step"} or None
     model = build_model(cfg)
     for split in ["heldout", "dev"] if args.eval_every and "dev" not in row else ["heldout"]:

@@ -77,7 +77,8 @@ class VisionConfig:
 
 AUDIO_ENCODERS = ("none", "tiny", "whisper")
 AUDIO_WINDOWS = ("auto", "fit", "full")
-ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")  # the sound events' names
+# the names of the sound events in the prompt
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
 
 
 @dataclass

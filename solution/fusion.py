@@ -378,7 +378,7 @@ def event_tokens(tokens: Tensor, times: Tensor, events: Tensor) -> Tensor:
 
     tokens (M, H) with times (M,) in seconds, M > 0; events (K, 2) start and end seconds → (K, H).
     """
-    assert tokens.shape[0] == times.shape[0] > 0 and events.shape[-1] == 2, (tokens.shape, times.shape, events.shape)
+    assert tokens.shape[0] == times.shape[0] > 0 and events.shape[-1] == 2, (tokens.shape, events.shape)
     half = (times[1:] - times[:-1]).min() / 2 if times.shape[0] > 1 else float("inf")
     start, end = events[:, :1], events[:, 1:]  # (K, 1) each
     distance = (start - times[None]).clamp_min(0) + (times[None] - end).clamp_min(0)  # (K, M) token to event

@@ -41,7 +41,7 @@ class Encoded:
     audio: tuple[torch.Tensor, torch.Tensor] | None = None  # tokens (M, Da), times (M,) in seconds
     tags: list[str] = field(default_factory=list)
     transcript: str = ""
-    sound_events: list[tuple[float, float]] = field(default_factory=list)  # (start, end) seconds, in time order
+    sound_events: list[tuple[float, float]] = field(default_factory=list)  # (start, end) s, in time order
 
 
 @dataclass
