@@ -1,13 +1,13 @@
 """Learning proof: does training teach the model to use video and audio together?
 
-    python bench/learning.py [--config pocket] [--steps 250] [--batch_size 4] [--eval_every 250]
+    python bench/learning.py [--config pocket] [--steps 250] [--batch_size 4] [--eval_every 0]
         [--variants untrained,trimodal,concat,video_only,audio_only] [--sizes 640,40,70] [--seed 0]
         [--set SECTION.FIELD=VALUE ...] [--out bench/results/learning] [--json FILE]
 
 Generates the synthetic benchmark (`solution.synthetic`: train, dev and heldout splits, every sound in its own
 .mp3 so that the video can be removed without the sound), trains each variant with `solution.train` on the same
-data, steps and seed, and scores each variant's best checkpoint (by dev score) on the heldout split, whose
-attribute combinations never occur in training. The variants:
+data, steps and seed, and scores each variant's last checkpoint (with `--eval_every N`: its best by dev score) on the
+heldout split, whose attribute combinations never occur in training. The variants:
 
 | variant | what the model gets |
 |---|---|
@@ -18,14 +18,15 @@ attribute combinations never occur in training. The variants:
 | audio_only | tasks without their video (the splits are rewritten with video "") |
 
 Every variant gets BENCH_OVERRIDES (no transcript or visual tags, finer audio and video tokens for 3-second clips,
-a short system prompt without the option list, no LoRA dropout) and BENCH_TRAIN_OVERRIDES, then the user's --set.
-Prints the feature cache's speed-up (seconds per example to decode and encode vs to read the cache) and a markdown
-table of accuracy per category (video / audio / both questions) and caption METEOR on heldout, and dev accuracy and
-score; the claim to check is trimodal > concat and trimodal > each single modality on heldout 'both' questions. On
-the pocket preset (2 CPU threads) a step of 4 examples takes ~2 s (bf16 LLM weights, 100-token prompts), so a
-trained variant takes about 8-10 minutes (250 steps, one dev evaluation at the end, the held-out scoring) and the
-whole table about 44 minutes, feature extraction included (cached under .cache/features and shared by every
-variant); `--eval_every 125` adds a dev evaluation (~50 s) per variant for the best-checkpoint choice. `--config
+the beeps listed as sound events, a short system prompt without the option list, no LoRA dropout) and
+BENCH_TRAIN_OVERRIDES, then the user's --set. Prints the feature cache's speed-up (seconds per example to decode and
+encode vs to read the cache) and a markdown table of accuracy per category (video / audio / both questions) and
+caption METEOR on heldout (and, with --eval_every, dev accuracy and score); the claim to check is trimodal > concat
+and trimodal > each single modality on heldout 'both' questions. On the pocket preset (2 CPU threads) a step of 4
+examples takes ~2 s (bf16 LLM weights, ~110-token prompts), so a trained variant takes about 8-10 minutes (250
+steps and the held-out scoring), the whole table about 44 minutes, feature extraction included (cached under
+.cache/features and shared by every variant); `--eval_every 125` adds a dev evaluation (~40 s) every 125 steps per
+variant, for the best-checkpoint choice. `--config
 tiny` runs the whole pipeline in under a minute (the tiny random LLM cannot learn much: that run only shows the
 script works). A finished variant is skipped when the script is run again with the same arguments (its run folder
 is resumed).

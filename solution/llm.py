@@ -1,8 +1,9 @@
 """The language model: loading (tiny random-init or a transformers folder), placeholder tokens, LoRA via peft.
 
 The rest of the kit touches peft only through `attach_lora`, `save_adapter` and `load_adapter`.
-Placeholder tokens (`<|video|>`, `<|audio|>`, `<|sound|>` for a sound event) are added to the tokenizer as special tokens; their ids are never
-looked up in the embedding table (the fused features replace them), so the embedding is not resized.
+Placeholder tokens (`<|video|>`, `<|audio|>`, and `<|sound|>` for a sound event) are added to the tokenizer as
+special tokens; their ids are never looked up in the embedding table (the fused features replace them), so the
+embedding is not resized.
 """
 
 from __future__ import annotations

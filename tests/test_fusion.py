@@ -10,6 +10,7 @@ from solution.fusion import (
     Stream,
     TriModalCoAttention,
     build_fusion,
+    event_tokens,
     frames_at,
     sinusoidal_time_encoding,
     time_bias,
@@ -189,6 +190,19 @@ def test_frames_at_interpolates_between_the_frames_around_each_moment():
     torch.testing.assert_close(got, expected)
     one = frames_at(tokens[:cells], times[:cells], cells, moments)  # a single frame serves every moment
     torch.testing.assert_close(one, frames[0].expand(len(moments), -1))
+
+
+def test_event_tokens_pool_the_tokens_each_event_meets():
+    times = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9])  # 0.2 s tokens: each spans 0.1 s either side of its time
+    tokens = torch.arange(5, dtype=torch.float32)[:, None] * torch.tensor([[1.0, 10.0]])  # (5, 2)
+    events = torch.tensor([[0.25, 0.45], [0.62, 0.66], [1.5, 1.6], [0.0, 0.05]])
+    expected = torch.tensor([[1.5, 15.0],  # meets the tokens at 0.3 and 0.5
+                             [3.0, 30.0],  # within the token at 0.7
+                             [4.0, 40.0],  # after the last token's span: the nearest token
+                             [0.0, 0.0]])  # fmt: skip
+    torch.testing.assert_close(event_tokens(tokens, times, events), expected)
+    one = event_tokens(tokens[:1], times[:1], events)  # a single token serves every event
+    torch.testing.assert_close(one, tokens[:1].expand(4, -1))
 
 
 def test_projector_time_aligned_path_is_gated_by_the_sound_and_zero_untrained():

@@ -292,3 +292,37 @@ def test_task_audio_rules(tmp_path: Path) -> None:
     wave, source = task_audio(tmp_path / "gone.mp3", silent, None)
     assert wave is None and source.startswith("none: audio file unreadable: ") and "no sound track" in source
     assert task_audio(None, None, None) == (None, "none: no audio file and no video")
+
+
+def beeps_wave(
+    starts: list[float], seconds: float = 3.0, length: float = 0.15, noise: float = 0.0
+) -> np.ndarray:
+    """A 1 kHz beep of `length` seconds at each start, over white noise of RMS `noise`."""
+    rng = np.random.default_rng(0)
+    wave = noise * rng.standard_normal(int(seconds * SAMPLE_RATE))
+    t = np.arange(int(length * SAMPLE_RATE)) / SAMPLE_RATE
+    for start in starts:
+        i = int(start * SAMPLE_RATE)
+        wave[i : i + len(t)] += 0.5 * np.sin(2 * np.pi * 1000 * t)
+    return wave.astype(np.float32)
+
+
+def test_sound_events_find_each_beep_in_time_order() -> None:
+    starts = [0.3, 1.1, 2.4]
+    for noise in (0.0, 0.01):  # silence, or a quiet background
+        events = audio.sound_events(beeps_wave(starts, noise=noise), max_events=8)
+        assert len(events) == 3, events
+        for (start, end), expected in zip(events, starts, strict=True):
+            assert abs(start - expected) <= 0.011 and abs(end - (expected + 0.15)) <= 0.011
+    every = audio.sound_events(beeps_wave(starts), max_events=8)
+    assert audio.sound_events(beeps_wave(starts), max_events=2) == every[:2]
+    assert audio.sound_events(beeps_wave(starts), max_events=0) == []
+
+
+def test_sound_events_merge_close_stretches_and_ignore_silence_and_clicks() -> None:
+    close = audio.sound_events(beeps_wave([0.5, 0.67]), max_events=8)  # 20 ms apart: one event
+    assert len(close) == 1 and abs(close[0][0] - 0.5) <= 0.011 and abs(close[0][1] - 0.82) <= 0.011
+    assert audio.sound_events(np.zeros(3 * SAMPLE_RATE, np.float32), max_events=8) == []
+    assert audio.sound_events(beeps_wave([], noise=0.01), max_events=8) == []  # steady noise: no event
+    assert audio.sound_events(beeps_wave([1.0], length=0.01), max_events=8) == []  # a 10 ms click
+    assert audio.sound_events(np.zeros(10, np.float32), max_events=8) == []  # shorter than a hop

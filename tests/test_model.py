@@ -10,7 +10,7 @@ import torch
 from solution import heads
 from solution.config import load_config
 from solution.errors import WeightsError
-from solution.fusion import frames_at
+from solution.fusion import event_tokens, frames_at
 from solution.llm import attach_lora, load_adapter, save_adapter
 from solution.media.audio import SAMPLE_RATE
 from solution.media.video import Frames
@@ -142,6 +142,35 @@ def test_audio_tokens_read_the_frame_at_their_moment(qa_task):
     assert torch.count_nonzero(without_video["audio"]) == 0
     for overrides in (["fusion.mode=concat"], ["fusion.time_aligned=false"]):  # no cross-modal path asked for
         assert build_model(load_config("tiny", overrides)).projector.aligned_cells == 0
+
+
+def test_sound_events_are_listed_by_ordinal_and_read_the_frame_at_their_middle(qa_task):
+    frames, _ = media()
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    wave = (0.5 * np.sin(2 * np.pi * 1000 * t) * (((t > 0.5) & (t < 0.7)) | ((t > 2.0) & (t < 2.2)))).astype(
+        np.float32
+    )  # two beeps
+    model = randomise_projector(build_model(load_config("tiny", ["audio.max_events=8"])))
+    torch.nn.init.normal_(model.projector.read_out["video"].weight, std=0.5)
+    enc = model.encode(frames, wave)
+    assert [(round(a, 2), round(b, 2)) for a, b in enc.sound_events] == [(0.5, 0.7), (2.0, 2.2)]
+    ids = model.prompt_ids(qa_task, enc)
+    assert "\nSounds: first <|sound|>; second <|sound|>.\n" in model.tokenizer.decode(ids[0])
+    assert (ids == model.placeholders["events"]).sum() == 2
+    fused = model.fuse(qa_task, enc)
+    spans = torch.tensor(enc.sound_events)
+    video = model.fusion.embed.standardise("video", enc.video[0])
+    middle = frames_at(video, enc.video[1], model.cfg.vision.spatial_tokens, spans.mean(dim=1))
+    expected = event_tokens(fused["audio"], enc.audio[1], spans) + model.projector.event_frames(middle)
+    torch.testing.assert_close(fused["events"], expected)
+    assert model.prefix_embeds(qa_task, enc).shape[1] == ids.shape[1]
+    quiet = model.encode(frames, np.zeros_like(wave))
+    assert "\nSounds: none.\n" in model.tokenizer.decode(model.prompt_ids(qa_task, quiet)[0])
+    assert "events" not in model.fuse(qa_task, quiet)
+    no_audio = model.tokenizer.decode(model.prompt_ids(qa_task, Encoded(video=enc.video))[0])
+    assert "Sounds:" not in no_audio and "Audio: not available." in no_audio
+    without_list = build_model(load_config("tiny"))  # audio.max_events 0
+    assert "Sounds:" not in model.tokenizer.decode(without_list.prompt_ids(qa_task, enc)[0])
 
 
 def test_untrained_projector_injects_zeros(tiny_model, qa_task):

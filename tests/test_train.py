@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from solution import KIT_ROOT, heads
 from solution.config import load_config
 from solution.errors import ConfigError, KitError
-from solution.feature_cache import FeatureCache
+from solution.feature_cache import FeatureCache, load_entry, save_entry
 from solution.model import FUSION_PREFIXES, Encoded, TriModalModel, build_model
 from solution.prompt import option_texts
 from solution.runner import Runner
@@ -389,3 +389,13 @@ def test_two_processes_with_torchrun_match_one_process(splits, tmp_path):
     assert [r["loss"] for r in records[0]] == pytest.approx([r["loss"] for r in records[1]], abs=1e-5)
     assert [r["tokens"] for r in records[0]] == [r["tokens"] for r in records[1]]
     assert records[0][-1]["dev"]["accuracy"] == records[1][-1]["dev"]["accuracy"]
+
+
+def test_feature_cache_entry_keeps_the_sound_events(tmp_path):
+    audio = (torch.randn(3, 4), torch.tensor([0.1, 0.3, 0.5]))
+    for events in ([(0.25, 0.375), (1.0, 1.5)], []):
+        encoded = Encoded(audio=audio, transcript="hi", sound_events=events)
+        save_entry(tmp_path, "ab" * 32, "audio", encoded, {})
+        back = load_entry(tmp_path, "ab" * 32, "audio")
+        assert back.sound_events == events and back.transcript == "hi"
+        assert torch.equal(back.audio[0], audio[0])
