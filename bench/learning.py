@@ -26,10 +26,9 @@ and trimodal > each single modality on heldout 'both' questions. On the pocket p
 examples takes ~2 s (bf16 LLM weights, ~110-token prompts), so a trained variant takes about 8-10 minutes (250
 steps and the held-out scoring), the whole table about 44 minutes, feature extraction included (cached under
 .cache/features and shared by every variant); `--eval_every 125` adds a dev evaluation (~40 s) every 125 steps per
-variant, for the best-checkpoint choice. `--config
-tiny` runs the whole pipeline in under a minute (the tiny random LLM cannot learn much: that run only shows the
-script works). A finished variant is skipped when the script is run again with the same arguments (its run folder
-is resumed).
+variant, for the best-checkpoint choice. `--config tiny` runs the whole pipeline in under a minute (the tiny random
+LLM cannot learn much: that run only shows the script works). A finished variant is skipped when the script is run
+again with the same arguments (its run folder is resumed).
 """
 
 from __future__ import annotations
