@@ -39,9 +39,12 @@ def user_message(
     cfg: PromptConfig,
     n_events: int | None = None,
 ) -> str:
-    """The user turn: media placeholders, text evidence, the question and, for QA with `cfg.list_options`, the
-    lettered options. `n_events` (None = no list): the sound events listed after the audio tokens."""
-    lines = [f"Video: {PLACEHOLDERS['video'] * n_video}" if n_video else "Video: not available."]
+    """The user turn: media placeholders, text evidence, the question (first with `cfg.question_first`) and, for QA
+    with `cfg.list_options`, the lettered options. `n_events` (None = no list): the sound events listed after the
+    audio tokens."""
+    question = f"Question: {task.question.strip()}"
+    lines = [question] if cfg.question_first else []
+    lines.append(f"Video: {PLACEHOLDERS['video'] * n_video}" if n_video else "Video: not available.")
     if tags:
         lines.append(f"Things visible in the video: {', '.join(tags)}.")
     lines.append(f"Audio: {PLACEHOLDERS['audio'] * n_audio}" if n_audio else "Audio: not available.")
@@ -49,7 +52,8 @@ def user_message(
         lines.append(sounds_line(n_events))
     if transcript:
         lines.append(f'Speech in the audio: "{clip_words(transcript, cfg.max_transcript_words)}"')
-    lines.append(f"Question: {task.question.strip()}")
+    if not cfg.question_first:
+        lines.append(question)
     if task.task_type == "qa":
         if cfg.list_options:
             lines.append("Options:")

@@ -75,6 +75,19 @@ def test_unlisted_options_are_left_out_of_the_prompt_and_still_ranked(tiny_model
     assert answer.choice_id in range(5) and len(answer.scores) == 5
 
 
+def test_question_first_moves_only_the_question(tiny_model, tiny_cfg, qa_task):
+    enc = tiny_model.encode(*media())
+    model = copy.copy(tiny_model)
+    model.cfg = copy.deepcopy(tiny_cfg)
+    model.cfg.prompt.question_first = True
+    after, first = (m.tokenizer.decode(m.prompt_ids(qa_task, enc)[0]) for m in (tiny_model, model))
+    question = "Question: What colour is the square?\n"
+    assert after.index("Video:") < after.index(question) and first.index(question) < first.index("Video:")
+    assert sorted(first.split("\n")) == sorted(after.split("\n"))  # the same lines, reordered
+    answer = model.answer(qa_task, model.prefix_embeds(qa_task, enc))
+    assert answer.choice_id in range(5) and len(answer.scores) == 5
+
+
 def test_placeholder_mismatch_raises_with_both_counts(tiny_model, qa_task):
     enc = tiny_model.encode(*media())
     ids = tiny_model.prompt_ids(qa_task, enc)
