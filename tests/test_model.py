@@ -160,9 +160,8 @@ def test_audio_tokens_read_the_frame_at_their_moment(qa_task):
 def test_sound_events_are_listed_by_ordinal_and_read_the_frame_at_their_middle(qa_task):
     frames, _ = media()
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
-    wave = (0.5 * np.sin(2 * np.pi * 1000 * t) * (((t > 0.5) & (t < 0.7)) | ((t > 2.0) & (t < 2.2)))).astype(
-        np.float32
-    )  # two beeps
+    beeping = ((t > 0.5) & (t < 0.7)) | ((t > 2.0) & (t < 2.2))  # two beeps
+    wave = (0.5 * np.sin(2 * np.pi * 1000 * t) * beeping).astype(np.float32)
     model = randomise_projector(build_model(load_config("tiny", ["audio.max_events=8"])))
     torch.nn.init.normal_(model.projector.read_out["video"].weight, std=0.5)
     enc = model.encode(frames, wave)
