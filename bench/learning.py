@@ -142,7 +142,7 @@ def run_variant(
         dev = json.loads((out / "best" / DEV_METRICS_FILE).read_text())
         row["dev"] = {k: v for k, v in dev.items() if k != "step"} or None
     model = build_model(cfg)
-    for split in ["heldout", "dev"] if args.eval_every and "dev" not in row else ["heldout"]:
+    for split in ["heldout", "dev"] if args.eval_every and not variant.trained else ["heldout"]:
         row[split] = Evaluator(load_split(data[split]), cfg)(model)
     row["seconds"] = round(time.perf_counter() - started, 1)
     del model
