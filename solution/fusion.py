@@ -449,10 +449,12 @@ class Projector(nn.Module):
 
     def event_frames(self, frames: Tensor) -> Tensor:
         """frames (K, aligned_cells * D_video): the standardised video frame at each sound event's middle →
-        (K, hidden_size), added to the event tokens: the frame's mean cell through the video tokens' own read-out,
-        so what the LLM learned to name in a video token (a colour) it can name in a sound event."""
+        (K, hidden_size), added to the event tokens: the frame's cells summed, through the video tokens' own
+        read-out, so what the LLM learned to name in a video token (a colour) it can name in a sound event. Summed,
+        not averaged: an object filling one cell then reads as strongly as in its own video token (the mean
+        divided it by the cell count; README, Training)."""
         assert self.aligned_cells, "this projector has no time-aligned path"
-        return self.read_out["video"](frames.reshape(frames.shape[0], self.aligned_cells, -1).mean(dim=1))
+        return self.read_out["video"](frames.reshape(frames.shape[0], self.aligned_cells, -1).sum(dim=1))
 
 
 FUSIONS = {"coattn": TriModalCoAttention, "concat": ConcatFusion}

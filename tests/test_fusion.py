@@ -216,6 +216,22 @@ def test_projector_time_aligned_path_is_gated_by_the_sound_and_zero_untrained():
     assert Projector(DIM, 24, {"video": dims["video"]}, aligned_cells=2).aligned_cells == 0  # needs both
 
 
+def test_event_frames_read_the_frames_cells_summed_through_the_video_read_out():
+    dims = {"video": INPUT_DIMS["video"], "audio": INPUT_DIMS["audio"]}
+    torch.manual_seed(0)
+    projector = Projector(DIM, 24, dims, zero_init=False, aligned_cells=2)
+    square = torch.randn(dims["video"])
+    # (1, 2 * D): the square in the first cell, the second one empty
+    one_cell = torch.cat([square, torch.zeros(dims["video"])])[None]
+    # as strong as the video token of the square's own cell
+    torch.testing.assert_close(projector.event_frames(one_cell), projector.read_out["video"](square[None]))
+    frames = torch.randn(3, 2 * dims["video"])
+    expected = projector.read_out["video"](frames[:, : dims["video"]] + frames[:, dims["video"] :])
+    torch.testing.assert_close(projector.event_frames(frames), expected)
+    with pytest.raises(AssertionError, match="time-aligned"):
+        Projector(DIM, 24, {"video": dims["video"]}, aligned_cells=2).event_frames(frames)
+
+
 def test_input_statistics_standardise_each_dimension():
     embed = make_fusion("coattn").embed
     stream = make_stream("video", 1, 6)
