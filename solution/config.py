@@ -372,6 +372,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item,) = typing.get_args(hint)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (dict, typing.Dict):  # noqa: UP006
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(hint)  # keys are read as text
+        return {str(k): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         raise AssertionError(f"{where}: union-typed config fields are not supported")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -386,11 +391,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def _merge(base: dict, update: dict) -> dict:
+def merge(base: dict, update: dict) -> dict:
+    """`update` merged into a copy of `base`, nested mappings key by key."""
     out = dict(base)
     for key, value in update.items():
         out[key] = (
-            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
     return out
 
@@ -434,7 +440,7 @@ def load_config(source: str | Path = "pocket", overrides: list[str] | tuple[str,
     if checkpoint is not None:
         _anchor_checkpoint_paths(data, checkpoint)
     for override in overrides:
-        data = _merge(data, parse_override(override))
+        data = merge(data, parse_override(override))
     return build_dataclass(KitConfig, data, "")
 
 

@@ -7,9 +7,11 @@ each followed by the end-of-sequence token. Examples are right-padded into one b
 on the prompt and the padding). Modality dropout removes the video (with its visual tags) or the audio (with its
 transcript) of an example, as an unreadable file would at inference.
 
-Determinism: the data order, the reference picked and the modalities dropped are functions of (seed, step,
-position in the global batch), never of the process, so one process and N data-parallel processes (accelerate,
-gloo on CPU) see the same global batches; the loss is normalised by the global batch's answer-token count.
+Each epoch visits every training task once, or as often as `train.repeats` gives its group (its labels.json
+`train.group_by` field, e.g. a question kind). Determinism: the data order, the reference picked and the
+modalities dropped are functions of (seed, step, position in the global batch), never of the process, so one
+process and N data-parallel processes (accelerate, gloo on CPU) see the same global batches; the loss is
+normalised by the global batch's answer-token count.
 Everything a resumed run needs is in the checkpoint (`solution/checkpoint.py`).
 """
 
@@ -37,7 +39,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import heads
-from .config import KitConfig, build_dataclass, load_config, parse_override
+from .config import KitConfig, build_dataclass, load_config, merge, parse_override
 from .errors import ConfigError, KitError
 from .feature_cache import DEFAULT_CACHE_DIR, FeatureCache
 from .model import FUSION_PREFIXES, Encoded, TriModalModel, build_model
@@ -76,6 +78,13 @@ class TrainConfig:
     option_loss: float = 1.0
     """Weight of the QA ranking loss (cross-entropy of the options' scores against the correct one, per QA example)
     added to the answer tokens' mean next-token loss; 0 trains on the answer tokens alone."""
+    group_by: str = "category"
+    """The labels.json field that names a training task's group, for train.repeats (a task without it is in no
+    group)."""
+    repeats: dict[str, int] = field(default_factory=dict)
+    """Times each epoch visits the tasks of a group (train.group_by value -> count; a group not named: once; 0
+    leaves it out), e.g. `--set 'train.repeats={colour_at_beep: 3}' --set train.group_by=kind` to show a hard
+    question kind more often. Whole numbers, so every epoch has the same length."""
     drop_video: float = 0.1
     """Probability that an example loses its video (and visual tags) for a step."""
     drop_audio: float = 0.1
@@ -109,6 +118,9 @@ class TrainConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name}: must be >= 0, got {getattr(self, name)}")
+        for group, count in self.repeats.items():
+            if count < 0:
+                raise ConfigError(f"train.repeats.{group}: must be >= 0, got {count}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"train.min_lr_ratio: must be in [0, 1], got {self.min_lr_ratio}")
         if self.projector_init not in ("random", "zero"):
@@ -122,7 +134,7 @@ class TrainConfig:
 
 TRAJECTORY_FIELDS = (
     "steps", "batch_size", "lr", "fusion_lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip",
-    "option_loss", "drop_video", "drop_audio", "projector_init",
+    "option_loss", "group_by", "repeats", "drop_video", "drop_audio", "projector_init",
 )  # fmt: skip
 """TrainConfig fields that a resumed run must share with the run that wrote the checkpoint."""
 
@@ -142,7 +154,7 @@ def train_config(overrides: Sequence[str] = (), **values: Any) -> TrainConfig:
     """A TrainConfig from `FIELD=VALUE` overrides, then keyword values (None values are ignored)."""
     data: dict[str, Any] = {}
     for text in overrides:
-        data.update(parse_override(text))
+        data = merge(data, parse_override(text))
     data.update({k: v for k, v in values.items() if v is not None})
     return build_dataclass(TrainConfig, data, "train.")
 
@@ -158,10 +170,12 @@ class Example:
     # QA: the correct option's text (as option_texts gives it); captioning: the reference captions
     targets: tuple[str, ...]
     answer_index: int | None = None  # QA: the correct option's index in task.choices
+    group: str | None = None  # its labels record's train.group_by value, for train.repeats
 
 
-def load_examples(split: Split) -> list[Example]:
-    """The labelled records of a split as Examples (the split was validated by `load_split`)."""
+def load_examples(split: Split, group_by: str = "category") -> list[Example]:
+    """The labelled records of a split as Examples, grouped by their field `group_by` (the split was validated by
+    `load_split`)."""
     examples = []
     for index, (record, task_record) in enumerate(zip(split.records, split.tasks, strict=True)):
         task = parse_task(task_record, index, split.root)
@@ -172,7 +186,8 @@ def load_examples(split: Split) -> list[Example]:
             targets = (option_texts(task)[answer_index],)
         else:
             answer_index, targets = None, tuple(record.get("references") or [record["correct_answer"]])
-        examples.append(Example(task, targets, answer_index))
+        group = record.get(group_by)
+        examples.append(Example(task, targets, answer_index, None if group is None else str(group)))
     if not examples:
         raise KitError(f"split {split.root}: {LABELS_FILE} holds no task to train on")
     return examples
@@ -193,6 +208,22 @@ class Planned:
     drop_audio: bool
 
 
+def epoch_visits(examples: Sequence[Example], repeats: dict[str, int]) -> np.ndarray:
+    """The example indices an epoch visits, each as many times as train.repeats gives its group (once if none)."""
+    return np.repeat(np.arange(len(examples)), [repeats.get(e.group, 1) for e in examples])
+
+
+def check_repeats(examples: Sequence[Example], cfg: TrainConfig) -> None:
+    """ConfigError unless every group train.repeats names has training tasks and some task is left to visit."""
+    groups = {e.group for e in examples} - {None}
+    unknown = sorted(set(cfg.repeats) - groups)
+    if unknown:
+        raise ConfigError(f"train.repeats: no training task has {cfg.group_by} {', '.join(map(repr, unknown))} "
+                          f"(the training split's: {sorted(groups) or 'none'})")  # fmt: skip
+    if not len(epoch_visits(examples, cfg.repeats)):
+        raise ConfigError(f"train.repeats: {cfg.repeats} leaves no training task to visit")
+
+
 @lru_cache(maxsize=4)
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The order in which epoch `epoch` visits the n training examples."""
@@ -203,10 +234,10 @@ def plan_step(
     examples: Sequence[Example], tokenizer, cfg: TrainConfig, seed: int, step: int
 ) -> list[Planned]:
     """The global batch of step `step` (0-based): a pure function of its arguments, the same in every process."""
-    n, planned = len(examples), []
+    visits, planned = epoch_visits(examples, cfg.repeats), []
     for j in range(cfg.batch_size):
-        epoch, offset = divmod(step * cfg.batch_size + j, n)
-        index = int(epoch_order(seed, epoch, n)[offset])
+        epoch, offset = divmod(step * cfg.batch_size + j, len(visits))
+        index = int(visits[epoch_order(seed, epoch, len(visits))[offset]])
         rng = np.random.default_rng([seed, step, j])
         targets = examples[index].targets
         text = targets[int(rng.integers(len(targets)))]
@@ -469,9 +500,9 @@ def check_resumable(checkpoint: Path, cfg: KitConfig, tcfg: TrainConfig) -> dict
     """The checkpoint's trainer state, after checking it was trained with this config; KitError otherwise."""
     state = ckpt.load_state_file(checkpoint / ckpt.STATE_FILE)
     problems = _differences(comparable(cfg), comparable(load_config(checkpoint)))
-    saved = state.get("train_config", {})
-    problems += [f"train.{name}: checkpoint {saved.get(name)!r}, now {getattr(tcfg, name)!r}"
-                 for name in TRAJECTORY_FIELDS if saved.get(name) != getattr(tcfg, name)]  # fmt: skip
+    saved = {**dataclasses.asdict(TrainConfig()), **state.get("train_config", {})}  # older: defaults
+    problems += [f"train.{name}: checkpoint {saved[name]!r}, now {getattr(tcfg, name)!r}"
+                 for name in TRAJECTORY_FIELDS if saved[name] != getattr(tcfg, name)]  # fmt: skip
     if problems:
         raise ConfigError(
             f"{checkpoint}: cannot resume with a different configuration:\n  " + "\n  ".join(problems)
@@ -491,7 +522,8 @@ class Trainer:
         if tcfg.batch_size < self.world:
             raise ConfigError(f"train.batch_size: {tcfg.batch_size} is fewer than the {self.world} processes")
         self.cfg, self.tcfg, self.out_dir = cfg, tcfg, Path(out_dir)
-        self.examples = load_examples(load_split(train_dir))
+        self.examples = load_examples(load_split(train_dir), tcfg.group_by)
+        check_repeats(self.examples, tcfg)
         self.evaluator = Evaluator(load_split(dev_dir), cfg) if dev_dir is not None and self.main else None
         start = resume_point(self.out_dir, resume)
         state = check_resumable(start, cfg, tcfg) if start is not None else None
@@ -501,7 +533,7 @@ class Trainer:
         set_training(self.model, True)
         self.optimizer = make_optimizer(self.model, tcfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(lr_factor, tcfg))
-        self.seed, self.n = cfg.runtime.seed, len(self.examples)
+        self.seed, self.n = cfg.runtime.seed, len(epoch_visits(self.examples, tcfg.repeats))  # epoch length
         self.step, self.best_step, self.best_score = 0, None, None
         if state is not None:
             self.restore(start, state, train_dir)

@@ -3,8 +3,10 @@ inference from the trained folder, two-process data parallelism."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from solution import KIT_ROOT, heads
+from solution import checkpoint as ckpt
 from solution.config import load_config
 from solution.errors import ConfigError, KitError
 from solution.feature_cache import FeatureCache, load_entry, save_entry
@@ -26,6 +29,7 @@ from solution.train import (
     Evaluator,
     TrainConfig,
     answer_ids,
+    check_repeats,
     drop_modalities,
     load_examples,
     plan_step,
@@ -88,6 +92,14 @@ def test_train_config_from_flags_and_overrides():
         train_config(drop_video=0.7, drop_audio=0.6)
     with pytest.raises(ConfigError, match="train.steps"):
         train_config(steps=0)
+    both = train_config(["repeats={caption: 2}", "repeats.colour_at_beep=3"])  # merged, not replaced
+    assert both.repeats == {"caption": 2, "colour_at_beep": 3}
+    with pytest.raises(ConfigError, match="train.repeats: expected a mapping"):
+        train_config(["repeats=3"])
+    with pytest.raises(ConfigError, match="train.repeats.caption: must be >= 0, got -1"):
+        train_config(["repeats.caption=-1"])
+    with pytest.raises(ConfigError, match="train.repeats.caption: expected int"):
+        train_config(["repeats.caption=many"])
 
 
 def test_targets_are_the_inference_continuations(splits, tiny_model):
@@ -113,6 +125,29 @@ def test_plan_is_deterministic_and_visits_every_example_once_per_epoch(splits, t
     assert not any(p.drop_video and p.drop_audio for plan in plans for p in plan)
     always = TrainConfig(batch_size=4, drop_video=1.0, drop_audio=0.0)
     assert all(p.drop_video for p in plan_step(examples, tiny_model.tokenizer, always, seed=0, step=0))
+
+
+def test_repeats_visit_a_groups_tasks_that_often_per_epoch(splits, tiny_model):
+    examples = load_examples(load_split(splits["train"]), group_by="kind")
+    assert Counter(e.group for e in examples)["caption"] == 2
+    by_category = load_examples(load_split(splits["train"]))  # train.group_by's default
+    assert {e.group for e in by_category} == {"video", "audio", "both"}
+    cfg = TrainConfig(batch_size=1, group_by="kind", repeats={"caption": 3, "beep_count": 0})
+    check_repeats(examples, cfg)
+    epoch = len(examples) + 2 * 2 - 2  # the two captions thrice, the two counts never
+    plans = [plan_step(examples, tiny_model.tokenizer, cfg, seed=0, step=s) for s in range(2 * epoch)]
+    first, second = [p.example for (p,) in plans[:epoch]], [p.example for (p,) in plans[epoch:]]
+    times = Counter(first)
+    assert times == Counter(second) and first != second  # the same visits each epoch, reshuffled
+    assert {times[i] for i, e in enumerate(examples) if e.group == "caption"} == {3}
+    assert {times[i] for i, e in enumerate(examples) if e.group == "beep_count"} == {0}
+    assert {times[i] for i, e in enumerate(examples) if e.group not in ("caption", "beep_count")} == {1}
+    with pytest.raises(ConfigError, match=r"train.repeats: no training task has kind 'beeps' \(the training"):
+        check_repeats(examples, TrainConfig(group_by="kind", repeats={"beeps": 2}))
+    with pytest.raises(ConfigError, match="leaves no training task to visit"):
+        check_repeats(by_category, TrainConfig(repeats=dict.fromkeys(("video", "audio", "both"), 0)))
+    with pytest.raises(ConfigError, match="no training task has category 'caption'"):  # train() checks first
+        train(load_config("tiny", TINY), TrainConfig(repeats={"caption": 2}), splits["train"], Path("unused"))
 
 
 def test_modality_dropout_removes_the_modality_and_its_text():
@@ -312,6 +347,10 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(trained, splits, tmp_
     (out / f"checkpoint-{STEPS + 99}.tmp").mkdir()  # a checkpoint the kill interrupted: ignored
     with pytest.raises(KitError, match="pass --resume"):
         train(cfg, FAST, splits["train"], out, splits["dev"], cache_dir=trained["cache"], progress=False)
+    with pytest.raises(ConfigError, match=re.escape("train.repeats: checkpoint {}, now {'both': 2}")):
+        train(
+            cfg, TrainConfig(**{**FAST.__dict__, "repeats": {"both": 2}}), splits["train"], out, resume=True
+        )
     with pytest.raises(ConfigError, match="train.lr: checkpoint 0.001, now 0.002"):
         train(
             cfg,
@@ -321,6 +360,13 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(trained, splits, tmp_
             resume=True,
             cache_dir=None,
         )
+    state_file = (
+        out / f"checkpoint-{EVAL_EVERY}" / ckpt.STATE_FILE
+    )  # as written before train.repeats existed:
+    state = ckpt.load_state_file(state_file)
+    for name in ("group_by", "repeats"):
+        del state["train_config"][name]
+    torch.save(state, state_file)  # read as the defaults
     resumed = train(cfg, FAST, splits["train"], out, splits["dev"], resume=True, cache_dir=trained["cache"],
                     progress=False)  # fmt: skip
     assert resumed.step == STEPS
