@@ -360,13 +360,12 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(trained, splits, tmp_
             resume=True,
             cache_dir=None,
         )
-    state_file = (
-        out / f"checkpoint-{EVAL_EVERY}" / ckpt.STATE_FILE
-    )  # as written before train.repeats existed:
+    # the checkpoint as written before train.repeats existed: its train config is read with the defaults
+    state_file = out / f"checkpoint-{EVAL_EVERY}" / ckpt.STATE_FILE
     state = ckpt.load_state_file(state_file)
     for name in ("group_by", "repeats"):
         del state["train_config"][name]
-    torch.save(state, state_file)  # read as the defaults
+    torch.save(state, state_file)
     resumed = train(cfg, FAST, splits["train"], out, splits["dev"], resume=True, cache_dir=trained["cache"],
                     progress=False)  # fmt: skip
     assert resumed.step == STEPS
