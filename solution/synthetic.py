@@ -1,7 +1,7 @@
 """A synthetic audio-visual benchmark: questions answered by the picture, by the sound, or only by both.
 
     python -m solution.synthetic --out data/synth/train --seed 0 --size 200 [--split train|dev|heldout]
-        [--clip-seconds 3] [--holdout colour=red,beeps=2 ...] [--no-holdout]
+        [--clip-seconds 3] [--holdout colour=red,beeps=2 ...] [--no-holdout] [--kind-weight colour_at_beep=2 ...]
 
 A coloured square moves over a grey background (starting and stopping at seeded moments) while short beeps
 sound. Kinds of task (labels.json `kind`; `category` says which modality the answer needs):
@@ -18,7 +18,9 @@ sound. Kinds of task (labels.json `kind`; `category` says which modality the ans
 
 Video-only tasks carry random beeps and audio-only tasks a random moving square, so the other modality is there
 but says nothing about the answer. Every qa task has 5 options (choice_id 0..4); within a split the correct
-position is balanced (each equally often, +-1) and so are the answers of each kind.
+position is balanced (each equally often, +-1) and so are the answers of each kind. The kinds are equally common
+(+-1), or in the proportions `--kind-weight` gives (e.g. a training split with twice as many distinct "both"
+clips).
 
 Held-out combinations (`--holdout colour=red,beeps=2`) are attribute pairs that never occur in the train and dev
 splits; the heldout split holds only tasks whose attributes match one of them, so a score on it measures
@@ -354,11 +356,13 @@ def plan_split(
     split: SplitName = "train",
     holdout: Sequence[str | Combo] = DEFAULT_HOLDOUT,
     sound_in_video_share: float = SOUND_IN_VIDEO_SHARE,
+    kind_weights: Mapping[str, int] | None = None,
 ) -> list[PlannedTask]:
     """The tasks of a split, without rendering any media (a pure function of its arguments).
 
-    Kinds are used equally often (+-1), in a seeded order; kinds without a usable attribute combination in this
-    split (e.g. most kinds in heldout) are left out.
+    Kinds are used equally often (+-1), or in proportion to `kind_weights` (kind -> whole number; a kind not named:
+    1; 0 leaves it out), in a seeded order; kinds without a usable attribute combination in this split (e.g. most
+    kinds in heldout) are left out.
     """
     if split not in SPLIT_CODES:
         raise ValueError(f"split must be one of {', '.join(SPLIT_CODES)}, got {split!r}")
@@ -370,6 +374,12 @@ def plan_split(
         )
     if not 0 <= sound_in_video_share <= 1:
         raise ValueError(f"sound_in_video_share must be in [0, 1], got {sound_in_video_share}")
+    weights = dict(kind_weights or {})
+    unknown = sorted(set(weights) - set(KINDS))
+    if unknown or any(not isinstance(w, int) or w < 0 for w in weights.values()):
+        raise ValueError(
+            f"kind_weights: whole numbers >= 0 for kinds among {', '.join(KINDS)}, got {weights}"
+        )
     combos = [parse_combo(c) if isinstance(c, str) else {k: str(v) for k, v in c.items()} for c in holdout]
     allowed = {kind: allowed_attributes(kind, split, combos) for kind in KINDS}
     kinds = [kind for kind in KINDS if allowed[kind]]
@@ -379,8 +389,11 @@ def plan_split(
     if not kinds:
         raise ValueError("no held-out combination applies to any kind: the heldout split would be empty")
 
+    drawn = [kind for kind in kinds for _ in range(weights.get(kind, 1))]  # each kind once per unit of weight
+    if not drawn:
+        raise ValueError(f"kind_weights {weights} leave no kind to draw in the {split} split")
     rng = np.random.default_rng([seed, SPLIT_CODES[split]])
-    kind_of = [kinds[i] for i in _balanced(n_tasks, len(kinds), rng)]
+    kind_of = [drawn[i] for i in _balanced(n_tasks, len(drawn), rng)]
     qa_count = sum(KINDS[kind].task_type == "qa" for kind in kind_of)
     positions = iter(_balanced(qa_count, NUM_OPTIONS, rng))
     in_video = set(rng.permutation(n_tasks)[: round(sound_in_video_share * n_tasks)].tolist())
@@ -455,11 +468,12 @@ def make_synthetic_split(
     size: tuple[int, int] = SIZE,
     fps: float = FPS,
     sound_in_video_share: float = SOUND_IN_VIDEO_SHARE,
+    kind_weights: Mapping[str, int] | None = None,
 ) -> Path:
     """Write a synthetic split (tasks.json, labels.json, video/, audio/) into `out_dir`; return tasks.json's path."""
     if size[0] < 48 or size[1] < 48 or size[0] % 2 or size[1] % 2:
         raise ValueError(f"size must be even and at least 48x48 (width, height), got {size}")
-    tasks = plan_split(seed, n_tasks, clip_seconds, split, holdout, sound_in_video_share)
+    tasks = plan_split(seed, n_tasks, clip_seconds, split, holdout, sound_in_video_share, kind_weights)
     out_dir = Path(out_dir)
     (out_dir / "video").mkdir(parents=True, exist_ok=True)
     (out_dir / "audio").mkdir(parents=True, exist_ok=True)
@@ -486,6 +500,13 @@ def _frame_size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _kind_weight(text: str) -> tuple[str, int]:
+    kind, sep, weight = text.partition("=")
+    if not sep or not weight.isdigit():
+        raise argparse.ArgumentTypeError(f"expected KIND=N such as colour_at_beep=2, got {text!r}")
+    return kind, int(weight)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; prints the tasks.json path, the task counts and the time taken."""
     parser = argparse.ArgumentParser(prog="python -m solution.synthetic", description=__doc__.splitlines()[0])
@@ -501,6 +522,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="held-out combination (repeatable; replaces the defaults)",
     )
     parser.add_argument("--no-holdout", action="store_true", help="hold no combination out")
+    parser.add_argument(
+        "--kind-weight",
+        action="append",
+        type=_kind_weight,
+        default=[],
+        metavar="KIND=N",
+        help="draw KIND N times as often as a kind not named (repeatable; 0 leaves it out)",
+    )
     parser.add_argument("--frame-size", type=_frame_size, default=SIZE, metavar="WxH", help="default 128x96")
     parser.add_argument("--fps", type=float, default=FPS)
     parser.add_argument(
@@ -523,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.frame_size,
             args.fps,
             args.sound_in_video,
+            dict(args.kind_weight),
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -87,6 +87,24 @@ def test_correct_positions_and_answers_are_balanced(split: str) -> None:
             assert len(answers) == len(synthetic.KINDS[kind].attributes[answer_name])
 
 
+def test_kind_weights_set_each_kinds_share() -> None:
+    weights = {"colour_at_beep": 3, "position_at_beep": 2, "caption": 0}
+    labels = [task.label for task in plan_split(seed=4, n_tasks=90, kind_weights=weights)]
+    kinds = Counter(label["kind"] for label in labels)
+    assert kinds == {"colour_at_beep": 30, "position_at_beep": 20, "square_colour": 10, "square_direction": 10,
+                     "beep_count": 10, "beep_pitch": 10}  # fmt: skip
+    colours = Counter(label["attributes"]["colour"] for label in labels if label["kind"] == "colour_at_beep")
+    assert len(colours) == len(synthetic.COLOURS) and max(colours.values()) - min(colours.values()) <= 1
+    default = plan_split(seed=4, n_tasks=90)
+    assert plan_split(seed=4, n_tasks=90, kind_weights={}) == default  # every kind 1
+    with pytest.raises(ValueError, match="kind_weights"):
+        plan_split(kind_weights={"colour_at_sunset": 2})
+    with pytest.raises(ValueError, match="kind_weights"):
+        plan_split(kind_weights={"caption": -1})
+    with pytest.raises(ValueError, match="leave no kind"):
+        plan_split(kind_weights=dict.fromkeys(synthetic.KINDS, 0))
+
+
 def test_held_out_combinations_only_in_the_heldout_split() -> None:
     combos = [parse_combo(text) for text in DEFAULT_HOLDOUT]
     for split in ("train", "dev"):
@@ -143,6 +161,9 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert out.splitlines()[0] == str(tmp_path / "cli" / "tasks.json") and "7 train task(s)" in out
     assert read_frames(tmp_path / "cli" / "video" / "train_00001.mp4", 2).pixels.shape == (2, 96, 96, 3)
     assert synthetic.main([*argv, "--holdout", "colour=pink,beeps=2"]) == 2
+    assert synthetic.main([*argv, "--kind-weight", "colour_at_sunset=2"]) == 2
+    with pytest.raises(SystemExit):  # argparse: not KIND=N
+        synthetic.main([*argv, "--kind-weight", "colour_at_beep"])
     assert "colour must be one of" in capsys.readouterr().err
 
 
