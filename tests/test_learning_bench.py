@@ -19,10 +19,6 @@ def test_learning_bench_runs_every_part_and_writes_the_table(tmp_path, capsys):
     results = json.loads(out.read_text())
     assert [row["variant"] for row in results["rows"]] == ["untrained", "trimodal", "audio_only"]
     assert "train.lr=1e-3" in results["bench_overrides"]
-    train_labels = json.loads((tmp_path / "runs" / "tiny-seed0" / "data" / "train-12-seed0-colour_at_beep2-position_at_beep2"
-                               / "labels.json").read_text())  # fmt: skip
-    kinds = [label["kind"] for label in train_labels]
-    assert kinds.count("colour_at_beep") >= 2 and kinds.count("position_at_beep") >= 2  # TRAIN_KIND_WEIGHTS
     cache = results["feature_cache"]
     assert cache["cached_s_per_example"] < cache["encode_s_per_example"] and cache["speedup"] > 1
     for row in results["rows"]:
