@@ -161,10 +161,11 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert out.splitlines()[0] == str(tmp_path / "cli" / "tasks.json") and "7 train task(s)" in out
     assert read_frames(tmp_path / "cli" / "video" / "train_00001.mp4", 2).pixels.shape == (2, 96, 96, 3)
     assert synthetic.main([*argv, "--holdout", "colour=pink,beeps=2"]) == 2
+    assert "colour must be one of" in capsys.readouterr().err
     assert synthetic.main([*argv, "--kind-weight", "colour_at_sunset=2"]) == 2
+    assert "kind_weights" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: not KIND=N
         synthetic.main([*argv, "--kind-weight", "colour_at_beep"])
-    assert "colour must be one of" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the oracle: answers from decoded signals
