@@ -113,7 +113,7 @@ class AudioConfig:
     most this many. Each event is one token: the mean of its audio tokens and, with fusion.time_aligned, the
     video frame at its middle. So "the second beep" is found by the word "second", and "how many beeps" by the
     last ordinal, instead of by counting sounding audio tokens (which a few hundred training steps did not
-    teach; README, Training). 0 = no list."""
+    teach; bench/LEARNING.md). 0 = no list."""
 
     def __post_init__(self) -> None:
         _one_of(self.encoder, "audio.encoder", AUDIO_ENCODERS)
@@ -155,7 +155,7 @@ class FusionConfig:
     """coattn only (concat has no cross-modal path): each audio token also reads, through a linear layer gated by
     its own sound, the video frame at its moment (`Projector.aligned_frames`), so what is seen when a sound is
     heard reaches the LLM in the sound's token (the position at a beep: 26 of 43 dev questions after 150 steps,
-    against chance without it; README, Training)."""
+    against chance without it; bench/LEARNING.md)."""
     weights: str = ""
     """Trained fusion + projector weights (safetensors, from train_lora.py); empty = freshly initialised."""
 
@@ -233,7 +233,7 @@ class PromptConfig:
     """Put the question before the media instead of after them, so that the LLM reads every video token, audio
     token and sound event already knowing what is asked. The learning benchmark sets it: with it, and the event
     frames' cells summed, trimodal "both" on the 140-task held-out split went from 0.63-0.68 to 0.65-0.75 (two
-    runs each; README, Training). Off by default: untrained, the chat-tuned LLM expects the question last."""
+    runs each; bench/LEARNING.md). Off by default: untrained, the chat-tuned LLM expects the question last."""
     qa_instruction: str = "Answer with the text of the correct option."
     """Last line of a QA prompt (also the neutral prompt used for PMI calibration)."""
     caption_instruction: str = (

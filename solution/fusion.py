@@ -404,7 +404,7 @@ class Projector(nn.Module):
     `aligned_cells` cells side by side), scaled by a gate computed from the token's own sound. A silent moment then
     adds little, a sound adds what was on screen when it was heard, and a question about "the moment of the beep"
     is answered by the tokens the LLM already reads for the sound: through the co-attention alone, the LLM did not
-    learn it (README, Training). Zero-initialised with the other output layers.
+    learn it (bench/LEARNING.md). Zero-initialised with the other output layers.
     """
 
     def __init__(
@@ -452,7 +452,7 @@ class Projector(nn.Module):
         (K, hidden_size), added to the event tokens: the frame's cells summed, through the video tokens' own
         read-out, so what the LLM learned to name in a video token (a colour) it can name in a sound event. Summed,
         not averaged: an object filling one cell then reads as strongly as in its own video token (the mean
-        divided it by the cell count; README, Training)."""
+        divided it by the cell count; bench/LEARNING.md)."""
         assert self.aligned_cells, "this projector has no time-aligned path"
         return self.read_out["video"](frames.reshape(frames.shape[0], self.aligned_cells, -1).sum(dim=1))
 
