@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install weights wordnet sample synthetic train-synthetic learning submission rehearsal lint format \
+.PHONY: demo test install weights wordnet sample synthetic train-synthetic learning learning-large submission rehearsal lint format \
 	bench compare standin clean
 
 # Python packages: CPU torch pinned through constraints.txt (never torchaudio/torchvision on CPU), then the
@@ -60,6 +60,12 @@ train-synthetic: synthetic
 # quiet 2-core CPU; run nothing else meanwhile).
 learning: weights
 	$(BIN)/python bench/learning.py --config pocket --json bench/results/learning-pocket.json
+
+# The same with 2,000 training tasks and 800 steps, past the 40-minute budget (half an hour or more per trained
+# variant here): the size at which co-attention learns the colour at the beep (README, Training).
+learning-large: weights
+	$(BIN)/python bench/learning.py --config pocket --sizes 2000,40,70 --steps 800 --out bench/results/learning-2000 \
+		--json bench/results/learning-pocket-2000.json
 
 # The contest submission ZIP (contest preset; pass ADAPTER=DIR for a trained checkpoint folder).
 submission: weights
