@@ -18,14 +18,14 @@ heldout split, whose attribute combinations never occur in training. The variant
 | audio_only | tasks without their video (the splits are rewritten with video "") |
 
 Every variant gets BENCH_OVERRIDES (no transcript or visual tags, finer audio and video tokens for 3-second clips,
-the beeps listed as sound events, the question before the media, a short system prompt without the option list, no
-LoRA dropout) and BENCH_TRAIN_OVERRIDES (LoRA lr 1e-3, the questions that need both modalities twice per epoch),
+the beeps listed as sound events and the one the question names after them, the question before the media, a short
+system prompt without the option list, no LoRA dropout) and BENCH_TRAIN_OVERRIDES (LoRA lr 1e-3, the questions that need both modalities twice per epoch),
 then the user's --set. Prints the feature cache's speed-up (seconds per example to decode and encode vs to read the
 cache) and a markdown table of accuracy per category (video / audio / both questions) and caption METEOR on heldout
 (and, with --eval_every, dev accuracy and score); the claim to check is trimodal > concat and trimodal > each single
-modality on heldout 'both' questions. On the pocket preset (2 CPU threads) a step of 4 examples takes ~2 s (bf16 LLM
-weights, ~110-token prompts), so a trained variant takes about 8-10 minutes (250 steps and the held-out scoring),
-the whole table about 40 minutes, feature extraction included (cached under .cache/features and shared by every
+modality on heldout 'both' questions. On the pocket preset (2 CPU threads) a step of 4 examples takes ~2-2.5 s (bf16
+LLM weights, ~120-token prompts), so a trained variant takes about 8-11 minutes (250 steps and the held-out scoring),
+the whole table about 43 minutes, feature extraction included (cached under .cache/features and shared by every
 variant); `--eval_every 125` adds a dev evaluation (~40 s) every 125 steps per variant, for the best-checkpoint
 choice. `--config tiny` runs the whole pipeline in under a minute (the tiny random LLM cannot learn much: that run
 only shows the script works). A finished variant is skipped when the script is run again with the same arguments
@@ -87,6 +87,7 @@ BENCH_OVERRIDES = (
     "llm.dtype=bfloat16",  # frozen LLM weights in bf16 (LoRA, fusion, projector float32): the fastest CPU steps
     "audio.max_events=8",  # the beeps listed by ordinal: "the second beep" and "how many" read off the list
     "prompt.question_first=true",  # each sound event read knowing which beep is asked
+    "fusion.event_pointer=true",  # and the event the question names added after the list: "The asked sound: ..."
 )
 """Applied to every variant before the user's --set: the synthetic clips' needs, and shorter prompts."""
 BENCH_TRAIN_OVERRIDES = (

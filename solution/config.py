@@ -156,6 +156,11 @@ class FusionConfig:
     its own sound, the video frame at its moment (`Projector.aligned_frames`), so what is seen when a sound is
     heard reaches the LLM in the sound's token (the position at a beep: 26 of 43 dev questions after 150 steps,
     against chance without it; bench/LEARNING.md)."""
+    event_pointer: bool = False
+    """With audio.max_events' list: one more sound token after it, "The asked sound: <|sound|>.", the listed events
+    weighted by how well each one's ordinal word matches a word of the question (`fusion.EventPointer`, trained with
+    the fusion). So "the colour at the second beep" is read off one token, instead of the LLM finding the token
+    after "second" in the list (bench/LEARNING.md)."""
     weights: str = ""
     """Trained fusion + projector weights (safetensors, from train_lora.py); empty = freshly initialised."""
 
@@ -325,6 +330,13 @@ class KitConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            not self.fusion.event_pointer or self.audio.max_events > 0,
+            "fusion.event_pointer",
+            "needs audio.max_events > 0 (the list of sound events it points into)",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

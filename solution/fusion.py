@@ -14,8 +14,8 @@ reads a frame learns where in the picture it looked, not only what it saw). Then
 
 `Projector` maps the fused tokens to the LLM's hidden size (and, with `aligned_cells`, adds to each audio token the
 video frame at its moment: `frames_at`); `event_tokens` pools the audio tokens of each sound event for the prompt's
-list of sounds (audio.max_events). A modality may be absent from the dict or have N == 0 tokens; masked
-(padding) positions never influence real ones.
+list of sounds (audio.max_events), and `EventPointer` picks the event a question names (fusion.event_pointer). A
+modality may be absent from the dict or have N == 0 tokens; masked (padding) positions never influence real ones.
 """
 
 import math
@@ -405,6 +405,9 @@ class Projector(nn.Module):
     adds little, a sound adds what was on screen when it was heard, and a question about "the moment of the beep"
     is answered by the tokens the LLM already reads for the sound: through the co-attention alone, the LLM did not
     learn it (bench/LEARNING.md). Zero-initialised with the other output layers.
+
+    With `event_names` (K_max, H), an `EventPointer` (`pointer`) that picks the listed sound event a question asks
+    about.
     """
 
     def __init__(
@@ -414,6 +417,7 @@ class Projector(nn.Module):
         input_dims: dict[str, int] | None = None,
         zero_init: bool = True,
         aligned_cells: int = 0,
+        event_names: Tensor | None = None,
     ):
         super().__init__()
         input_dims = input_dims or {}
@@ -432,6 +436,7 @@ class Projector(nn.Module):
             ):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        self.pointer = None if event_names is None else EventPointer(event_names)
 
     def forward(self, fused: Tensor, modality: str | None = None, features: Tensor | None = None) -> Tensor:
         """fused (..., dim), and optionally the same tokens' standardised encoder features (..., D_in) of
@@ -455,6 +460,38 @@ class Projector(nn.Module):
         divided it by the cell count; bench/LEARNING.md)."""
         assert self.aligned_cells, "this projector has no time-aligned path"
         return self.read_out["video"](frames.reshape(frames.shape[0], self.aligned_cells, -1).sum(dim=1))
+
+
+class EventPointer(nn.Module):
+    """The sound event a question is about ("when the second beep sounded"), as one more token for the prompt.
+
+    The prompt's list names each event by an ordinal word ("Sounds: first <|sound|>; second <|sound|>."). The
+    pointer scores each listed event by how well its name matches the question's best-matching word (cosine of
+    their LLM input embeddings, times a learned scale), and returns the events' softmax-weighted sum. `names`
+    (K_max, H) starts as the LLM's own embeddings of those ordinal words, so untrained it already points at the
+    event the question names (and spreads over all of them when none is named); names and scale are trained with
+    the fusion. Without it the LLM must find the asked event itself, a two-step lookup (the question's ordinal, then
+    the token after the same word in the list) that the table's 250 steps did not teach (bench/LEARNING.md).
+    """
+
+    def __init__(self, names: Tensor, scale: float = 20.0):
+        super().__init__()
+        self.names = nn.Parameter(names.detach().clone().float())  # (K_max, H)
+        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)))
+
+    def weights(self, question: Tensor, n_events: int) -> Tensor:
+        """question (T, H): the question's token embeddings (T may be 0) → (n_events,) weights summing to 1."""
+        assert 0 < n_events <= self.names.shape[0], (n_events, self.names.shape)
+        if question.shape[0] == 0:
+            return self.names.new_full((n_events,), 1 / n_events)
+        names = F.normalize(self.names[:n_events], dim=-1)  # (K, H)
+        words = F.normalize(question.float(), dim=-1)  # (T, H)
+        match = (words @ names.T).max(dim=0).values  # (K,): each name's best-matching word
+        return torch.softmax(self.log_scale.exp() * match, dim=0)
+
+    def forward(self, question: Tensor, events: Tensor) -> Tensor:
+        """question (T, H), events (K, H) in the LLM's space → the asked event (H,)."""
+        return self.weights(question, events.shape[0]).to(events.dtype) @ events
 
 
 FUSIONS = {"coattn": TriModalCoAttention, "concat": ConcatFusion}

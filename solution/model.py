@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import heads
-from .config import KitConfig, resolve_path
+from .config import ORDINALS, KitConfig, resolve_path
 from .encoders.audio import build_audio_encoder
 from .encoders.vision import build_vision_tower, pool_video_tokens, preprocess_frames, top_tags
 from .errors import ConfigError, WeightsError
@@ -122,7 +122,7 @@ class TriModalModel(nn.Module):
         events = self.listed_events(encoded)
         text = chat_prompt(
             self.tokenizer, task, n_video, n_audio, encoded.tags, encoded.transcript, self.cfg.prompt,
-            None if events is None else len(events),
+            None if events is None else len(events), self.projector.pointer is not None,
         )  # fmt: skip
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         return ids.to(self.device)  # (1, P)
@@ -172,6 +172,11 @@ class TriModalModel(nn.Module):
             if aligned:
                 frames = frames_at(features["video"], streams["video"].times[0], cells, spans.mean(dim=1))
                 out["events"] = out["events"] + self.projector.event_frames(frames)  # (K, H)
+            if self.projector.pointer is not None:  # the event the question names, after the list
+                ids = self.tokenizer(task.question.strip(), add_special_tokens=False).input_ids
+                question = embed(torch.tensor(ids, dtype=torch.long, device=self.device))  # (T, H)
+                asked = self.projector.pointer(question, out["events"])  # (H,)
+                out["events"] = torch.cat([out["events"], asked[None]])  # (K + 1, H)
         return out
 
     def prefix_embeds(self, task: Task, encoded: Encoded) -> torch.Tensor:
@@ -296,6 +301,14 @@ class TriModalModel(nn.Module):
         self.load_state_dict(state, strict=False)
 
 
+def ordinal_embeddings(llm: nn.Module, tokenizer, n: int) -> torch.Tensor:
+    """The LLM's input embeddings of the words that name the first `n` sound events in the prompt's list (" first",
+    " second", ...; a word of several tokens: their mean) → (n, H) float32."""
+    weight = llm.get_input_embeddings().weight
+    ids = [tokenizer(f" {word}", add_special_tokens=False).input_ids for word in ORDINALS[:n]]
+    return torch.stack([weight[i].detach().float().mean(0) for i in ids])
+
+
 def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
     """Assemble the model from its config; load trained fusion weights and LoRA adapter when configured."""
     torch.manual_seed(cfg.runtime.seed)
@@ -322,8 +335,11 @@ def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
         grid_cells={"video": cfg.vision.spatial_tokens},
     )
     aligned_cells = cfg.vision.spatial_tokens if f.time_aligned and f.mode == "coattn" else 0
+    event_names = None
+    if cfg.fusion.event_pointer and audio is not None:
+        event_names = ordinal_embeddings(llm, tokenizer, cfg.audio.max_events)
     projector = Projector(f.dim, hidden, {k: v for k, v in input_dims.items() if k != "text"},
-                          aligned_cells=aligned_cells)  # fmt: skip
+                          aligned_cells=aligned_cells, event_names=event_names)  # fmt: skip
     if cfg.llm.adapter:
         llm = load_adapter(llm, resolve_path(cfg.llm.adapter), trainable=trainable)
     elif trainable:

@@ -24,10 +24,12 @@ def clip_words(text: str, max_words: int) -> str:
     return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
 
 
-def sounds_line(n_events: int) -> str:
-    """The sound events in time order, each named by its ordinal: "Sounds: first <|sound|>; second <|sound|>."."""
+def sounds_line(n_events: int, asked: bool = False) -> str:
+    """The sound events in time order, each named by its ordinal: "Sounds: first <|sound|>; second <|sound|>.";
+    with `asked` (and events), then the event the question is about: " The asked sound: <|sound|>."."""
     events = [f"{ORDINALS[i]} {PLACEHOLDERS['events']}" for i in range(n_events)]
-    return f"Sounds: {'; '.join(events) if events else 'none'}."
+    line = f"Sounds: {'; '.join(events) if events else 'none'}."
+    return f"{line} The asked sound: {PLACEHOLDERS['events']}." if asked and events else line
 
 
 def user_message(
@@ -38,10 +40,11 @@ def user_message(
     transcript: str,
     cfg: PromptConfig,
     n_events: int | None = None,
+    asked_event: bool = False,
 ) -> str:
     """The user turn: media placeholders, text evidence, the question (first with `cfg.question_first`) and, for QA
     with `cfg.list_options`, the lettered options. `n_events` (None = no list): the sound events listed after the
-    audio tokens."""
+    audio tokens, and with `asked_event` the one the question is about (`sounds_line`)."""
     question = f"Question: {task.question.strip()}"
     lines = [question] if cfg.question_first else []
     lines.append(f"Video: {PLACEHOLDERS['video'] * n_video}" if n_video else "Video: not available.")
@@ -49,7 +52,7 @@ def user_message(
         lines.append(f"Things visible in the video: {', '.join(tags)}.")
     lines.append(f"Audio: {PLACEHOLDERS['audio'] * n_audio}" if n_audio else "Audio: not available.")
     if n_audio and n_events is not None:
-        lines.append(sounds_line(n_events))
+        lines.append(sounds_line(n_events, asked_event))
     if transcript:
         lines.append(f'Speech in the audio: "{clip_words(transcript, cfg.max_transcript_words)}"')
     if not cfg.question_first:
@@ -65,12 +68,10 @@ def user_message(
 
 
 def chat_prompt(tokenizer, task: Task, n_video: int, n_audio: int, tags: list[str], transcript: str,
-                cfg: PromptConfig, n_events: int | None = None) -> str:  # fmt: skip
+                cfg: PromptConfig, n_events: int | None = None, asked_event: bool = False) -> str:  # fmt: skip
     """The full prompt text up to where the assistant's answer starts."""
-    messages = [
-        {"role": "system", "content": cfg.system},
-        {"role": "user", "content": user_message(task, n_video, n_audio, tags, transcript, cfg, n_events)},
-    ]
+    user = user_message(task, n_video, n_audio, tags, transcript, cfg, n_events, asked_event)
+    messages = [{"role": "system", "content": cfg.system}, {"role": "user", "content": user}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 

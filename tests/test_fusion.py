@@ -6,6 +6,7 @@ import torch
 from solution.fusion import (
     FUSIONS,
     ConcatFusion,
+    EventPointer,
     Projector,
     Stream,
     TriModalCoAttention,
@@ -230,6 +231,24 @@ def test_event_frames_read_the_frames_cells_summed_through_the_video_read_out():
     torch.testing.assert_close(projector.event_frames(frames), expected)
     with pytest.raises(AssertionError, match="time-aligned"):
         Projector(DIM, 24, {"video": dims["video"]}, aligned_cells=2).event_frames(frames)
+
+
+def test_event_pointer_picks_the_event_whose_name_the_question_uses():
+    torch.manual_seed(0)
+    names = torch.randn(4, 24)  # the words naming the listed events ("first", "second", ...)
+    pointer = EventPointer(names)
+    question = torch.cat([torch.randn(5, 24), 2 * names[1:2], torch.randn(2, 24)])  # names the second event
+    weights = pointer.weights(question, 3)
+    assert weights.shape == (3,) and weights.argmax() == 1 and weights[1] > 0.99
+    torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+    events = torch.randn(3, 24)
+    torch.testing.assert_close(pointer(question, events), weights @ events)
+    no_words = pointer.weights(question[:0], 3)
+    torch.testing.assert_close(no_words, torch.full((3,), 1 / 3))  # the events' mean
+    assert pointer.weights(question, 1).tolist() == [1.0]  # a single event is always the one asked
+    pointer(question, events).sum().backward()  # names and scale train with the fusion
+    assert pointer.names.grad is not None and pointer.log_scale.grad is not None
+    assert Projector(DIM, 24, event_names=names).pointer is not None and Projector(DIM, 24).pointer is None
 
 
 def test_input_statistics_standardise_each_dimension():

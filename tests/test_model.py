@@ -9,7 +9,7 @@ import torch
 
 from solution import heads
 from solution.config import load_config
-from solution.errors import WeightsError
+from solution.errors import ConfigError, WeightsError
 from solution.fusion import event_tokens, frames_at
 from solution.llm import attach_lora, load_adapter, save_adapter
 from solution.media.audio import SAMPLE_RATE
@@ -183,6 +183,31 @@ def test_sound_events_are_listed_by_ordinal_and_read_the_frame_at_their_middle(q
     assert "Sounds:" not in no_audio and "Audio: not available." in no_audio
     without_list = build_model(load_config("tiny"))  # audio.max_events 0
     assert "Sounds:" not in model.tokenizer.decode(without_list.prompt_ids(qa_task, enc)[0])
+
+
+def test_the_asked_sound_event_follows_the_list(tmp_path):
+    frames, _ = media()
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    beeping = ((t > 0.5) & (t < 0.7)) | ((t > 2.0) & (t < 2.2))  # two beeps
+    wave = (0.5 * np.sin(2 * np.pi * 1000 * t) * beeping).astype(np.float32)
+    question = "What colour was the square when the second beep sounded?"
+    task = parse_task({**QA, "question": question}, 0, tmp_path)
+    cfg = load_config("tiny", ["audio.max_events=8", "fusion.event_pointer=true"])
+    model = randomise_projector(build_model(cfg))
+    enc = model.encode(frames, wave)
+    ids = model.prompt_ids(task, enc)
+    listed = "\nSounds: first <|sound|>; second <|sound|>. The asked sound: <|sound|>.\n"
+    assert listed in model.tokenizer.decode(ids[0])
+    assert (ids == model.placeholders["events"]).sum() == 3
+    fused = model.fuse(task, enc)
+    word_ids = torch.tensor(model.tokenizer(question, add_special_tokens=False).input_ids)
+    words = model.llm.get_input_embeddings()(word_ids)
+    torch.testing.assert_close(fused["events"][2], model.projector.pointer(words, fused["events"][:2]))
+    assert model.prefix_embeds(task, enc).shape[1] == ids.shape[1]
+    assert "asked" not in model.tokenizer.decode(model.prompt_ids(task, model.encode(frames, 0 * wave))[0])
+    assert "projector.pointer.names" in model.fusion_state_dict()  # saved with the fusion weights
+    with pytest.raises(ConfigError, match="fusion.event_pointer"):
+        load_config("tiny", ["fusion.event_pointer=true"])  # no list to point into
 
 
 def test_untrained_projector_injects_zeros(tiny_model, qa_task):

@@ -83,3 +83,20 @@ def test_pocket_evidence_from_real_media(pocket_model, real_split: Path):
     prefix = model.prefix_embeds(task, encoded)
     answer = model.answer(task, prefix)
     assert len(answer.scores) == 5 and answer.choice_id == max(range(5), key=lambda i: answer.scores[i])
+
+
+def test_pocket_event_pointer_starts_at_the_event_the_question_names(pocket_model):
+    import torch
+
+    from solution.config import ORDINALS
+    from solution.fusion import EventPointer
+    from solution.model import ordinal_embeddings
+
+    model, _ = pocket_model
+    pointer = EventPointer(ordinal_embeddings(model.llm, model.tokenizer, 8))
+    embed = model.llm.get_input_embeddings()
+    for k, word in enumerate(ORDINALS[:3]):
+        ids = model.tokenizer(f"What colour was the square when the {word} beep sounded?").input_ids
+        with torch.no_grad():
+            weights = pointer.weights(embed(torch.tensor(ids)), 3)
+        assert weights.argmax() == k and weights[k] > 0.9, (word, weights)
