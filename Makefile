@@ -56,13 +56,14 @@ train-synthetic: synthetic
 		--output_dir runs/synth-$(CONFIG)/heldout
 	$(BIN)/python -m solution.score --labels data/synth/heldout/labels.json --predictions runs/synth-$(CONFIG)/heldout
 
-# The learning proof: tri-modal vs concat vs single-modality models on held-out combinations (about 40 min on a
+# The learning proof: tri-modal vs concat vs single-modality models on held-out combinations (about 43 min on a
 # quiet 2-core CPU; run nothing else meanwhile).
 learning: weights
 	$(BIN)/python bench/learning.py --config pocket --json bench/results/learning-pocket.json
 
 # The same with 2,000 training tasks and 800 steps, past the 40-minute budget (half an hour or more per trained
-# variant here): the size at which co-attention learns the colour at the beep (README, Training).
+# variant here): the size at which co-attention learned the colour at the beep before the event pointer (README,
+# Training, which says how to repeat those runs).
 learning-large: weights
 	$(BIN)/python bench/learning.py --config pocket --sizes 2000,40,70 --steps 800 --out bench/results/learning-2000 \
 		--json bench/results/learning-pocket-2000.json
