@@ -33,6 +33,13 @@ def media(seconds: float = 3.0, n_frames: int = 4, seed: int = 0):
     return Frames(pixels, times, seconds), wave
 
 
+def two_beeps() -> np.ndarray:
+    """3 s of silence with two 1 kHz beeps, at 0.5-0.7 s and 2.0-2.2 s."""
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    beeping = ((t > 0.5) & (t < 0.7)) | ((t > 2.0) & (t < 2.2))
+    return (0.5 * np.sin(2 * np.pi * 1000 * t) * beeping).astype(np.float32)
+
+
 def randomise_projector(model, seed: int = 0):
     """The projector's last layer starts at zero; give it weights so fused features are visible in tests."""
     torch.manual_seed(seed)
@@ -159,9 +166,7 @@ def test_audio_tokens_read_the_frame_at_their_moment(qa_task):
 
 def test_sound_events_are_listed_by_ordinal_and_read_the_frame_at_their_middle(qa_task):
     frames, _ = media()
-    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
-    beeping = ((t > 0.5) & (t < 0.7)) | ((t > 2.0) & (t < 2.2))  # two beeps
-    wave = (0.5 * np.sin(2 * np.pi * 1000 * t) * beeping).astype(np.float32)
+    wave = two_beeps()
     model = randomise_projector(build_model(load_config("tiny", ["audio.max_events=8"])))
     torch.nn.init.normal_(model.projector.read_out["video"].weight, std=0.5)
     enc = model.encode(frames, wave)
@@ -187,9 +192,7 @@ def test_sound_events_are_listed_by_ordinal_and_read_the_frame_at_their_middle(q
 
 def test_the_asked_sound_event_follows_the_list(tmp_path):
     frames, _ = media()
-    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
-    beeping = ((t > 0.5) & (t < 0.7)) | ((t > 2.0) & (t < 2.2))  # two beeps
-    wave = (0.5 * np.sin(2 * np.pi * 1000 * t) * beeping).astype(np.float32)
+    wave = two_beeps()
     question = "What colour was the square when the second beep sounded?"
     task = parse_task({**QA, "question": question}, 0, tmp_path)
     cfg = load_config("tiny", ["audio.max_events=8", "fusion.event_pointer=true"])
