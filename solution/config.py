@@ -161,6 +161,11 @@ class FusionConfig:
     weighted by how well each one's ordinal word matches a word of the question (`fusion.EventPointer`, trained with
     the fusion). So "the colour at the second beep" is read off one token, instead of the LLM finding the token
     after "second" in the list (bench/LEARNING.md)."""
+    event_place: bool = False
+    """With audio.max_events' list, coattn and time_aligned: each listed sound event also says where in the frame at
+    its moment the salient content is (`fusion.PlacePointer`: a softmax over the frame's cells of one score shared
+    by every cell, weighting a learned vector per cell). So "where was the square when the beep sounded" is read
+    the same way for every colour, also in a cell where training never showed that colour (bench/LEARNING.md)."""
     weights: str = ""
     """Trained fusion + projector weights (safetensors, from train_lora.py); empty = freshly initialised."""
 
@@ -336,6 +341,11 @@ class KitConfig:
             not self.fusion.event_pointer or self.audio.max_events > 0,
             "fusion.event_pointer",
             "needs audio.max_events > 0 (the list of sound events it points into)",
+        )
+        _check(
+            not self.fusion.event_place or self.audio.max_events > 0,
+            "fusion.event_place",
+            "needs audio.max_events > 0 (the list of sound events it places)",
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,8 +14,8 @@ reads a frame learns where in the picture it looked, not only what it saw). Then
 
 `Projector` maps the fused tokens to the LLM's hidden size (and, with `aligned_cells`, adds to each audio token the
 video frame at its moment: `frames_at`); `event_tokens` pools the audio tokens of each sound event for the prompt's
-list of sounds (audio.max_events), and `EventPointer` picks the event a question names (fusion.event_pointer). A
-modality may be absent from the dict or have N == 0 tokens; masked (padding) positions never influence real ones.
+list of sounds (audio.max_events), `EventPointer` picks the event a question names (fusion.event_pointer) and
+`PlacePointer` says where in the frame at an event's moment its content is (fusion.event_place). A modality may be absent from the dict or have N == 0 tokens; masked (padding) positions never influence real ones.
 """
 
 import math
@@ -407,7 +407,7 @@ class Projector(nn.Module):
     learn it (bench/LEARNING.md). Zero-initialised with the other output layers.
 
     With `event_names` (K_max, H), an `EventPointer` (`pointer`) that picks the listed sound event a question asks
-    about.
+    about; with `event_place` and the time-aligned path, a `PlacePointer` (`place`) for the sound events' frames.
     """
 
     def __init__(
@@ -418,6 +418,7 @@ class Projector(nn.Module):
         zero_init: bool = True,
         aligned_cells: int = 0,
         event_names: Tensor | None = None,
+        event_place: bool = False,
     ):
         super().__init__()
         input_dims = input_dims or {}
@@ -437,6 +438,9 @@ class Projector(nn.Module):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
         self.pointer = None if event_names is None else EventPointer(event_names)
+        self.place = None
+        if event_place and self.aligned_cells:
+            self.place = PlacePointer(self.aligned_cells, input_dims["video"], hidden_size)
 
     def forward(self, fused: Tensor, modality: str | None = None, features: Tensor | None = None) -> Tensor:
         """fused (..., dim), and optionally the same tokens' standardised encoder features (..., D_in) of
@@ -492,6 +496,36 @@ class EventPointer(nn.Module):
     def forward(self, question: Tensor, events: Tensor) -> Tensor:
         """question (T, H), events (K, H) in the LLM's space → the asked event (H,)."""
         return self.weights(question, events.shape[0]).to(events.dtype) @ events
+
+
+class PlacePointer(nn.Module):
+    """Where in a frame its salient content is, as one vector in the LLM's space: a softmax over the frame's cells
+    of a score that every cell shares, weighting one learned vector per cell.
+
+    The event tokens' other picture path (`Projector.event_frames`) sums the cells, so it says what was on screen,
+    not where; the time-aligned path reads the cells side by side through one linear layer, so "blue on the left"
+    is a pattern of its own, and a pair never seen in training was answered from the colour (bench/LEARNING.md).
+    Here a colour learned salient in one cell is salient in every cell. The vectors are centred, so equal weights
+    (the zero-initialised score, before training) add nothing.
+    """
+
+    def __init__(self, cells: int, width: int, hidden_size: int):
+        super().__init__()
+        self.cells = cells
+        self.score = nn.Linear(width, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+        self.places = nn.Parameter(0.1 * torch.randn(cells, hidden_size))
+
+    def weights(self, frames: Tensor) -> Tensor:
+        """frames (M, cells * D) → (M, cells) weights summing to 1 per frame."""
+        cells = frames.reshape(frames.shape[0], self.cells, -1)  # (M, cells, D)
+        return torch.softmax(self.score(cells).squeeze(-1).float(), dim=-1)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """frames (M, cells * D): standardised video frames → (M, hidden_size)."""
+        places = self.places - self.places.mean(dim=0)  # (cells, H)
+        return self.weights(frames).to(places.dtype) @ places
 
 
 FUSIONS = {"coattn": TriModalCoAttention, "concat": ConcatFusion}

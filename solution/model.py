@@ -172,6 +172,8 @@ class TriModalModel(nn.Module):
             if aligned:
                 frames = frames_at(features["video"], streams["video"].times[0], cells, spans.mean(dim=1))
                 out["events"] = out["events"] + self.projector.event_frames(frames)  # (K, H)
+                if self.projector.place is not None:
+                    out["events"] = out["events"] + self.projector.place(frames).to(out["events"].dtype)
             if self.projector.pointer is not None:  # the event the question names, after the list
                 ids = self.tokenizer(task.question.strip(), add_special_tokens=False).input_ids
                 question = embed(torch.tensor(ids, dtype=torch.long, device=self.device))  # (T, H)
@@ -339,7 +341,7 @@ def build_model(cfg: KitConfig, trainable: bool = False) -> TriModalModel:
     if cfg.fusion.event_pointer and audio is not None:
         event_names = ordinal_embeddings(llm, tokenizer, cfg.audio.max_events)
     projector = Projector(f.dim, hidden, {k: v for k, v in input_dims.items() if k != "text"},
-                          aligned_cells=aligned_cells, event_names=event_names)  # fmt: skip
+                          aligned_cells=aligned_cells, event_names=event_names, event_place=f.event_place)  # fmt: skip
     if cfg.llm.adapter:
         llm = load_adapter(llm, resolve_path(cfg.llm.adapter), trainable=trainable)
     elif trainable:

@@ -7,6 +7,7 @@ from solution.fusion import (
     FUSIONS,
     ConcatFusion,
     EventPointer,
+    PlacePointer,
     Projector,
     Stream,
     TriModalCoAttention,
@@ -249,6 +250,29 @@ def test_event_pointer_picks_the_event_whose_name_the_question_uses():
     pointer(question, events).sum().backward()  # names and scale train with the fusion
     assert pointer.names.grad is not None and pointer.log_scale.grad is not None
     assert Projector(DIM, 24, event_names=names).pointer is not None and Projector(DIM, 24).pointer is None
+
+
+def test_place_pointer_finds_the_salient_cell_wherever_it_is():
+    torch.manual_seed(0)
+    cells, width = 4, 6
+    place = PlacePointer(cells, width, 24)
+    frames = torch.randn(3, cells * width)
+    torch.testing.assert_close(place(frames), torch.zeros(3, 24))  # untrained: equal weights, centred places
+    salient = torch.randn(width)
+    with torch.no_grad():
+        place.score.weight.copy_(salient[None])  # content along `salient` scores high, in any cell
+    for cell in range(cells):
+        frame = 0.1 * torch.randn(cells, width)
+        frame[cell] += 3 * salient
+        weights = place.weights(frame.reshape(1, -1))[0]
+        assert weights.argmax() == cell and weights[cell] > 0.99
+        torch.testing.assert_close(weights.sum(), torch.tensor(1.0))
+    out = place(frames)
+    torch.testing.assert_close(out, place.weights(frames) @ (place.places - place.places.mean(0)))
+    out.sum().backward()
+    assert place.score.weight.grad is not None and place.places.grad is not None
+    assert Projector(DIM, 24, INPUT_DIMS, aligned_cells=2, event_place=True).place is not None
+    assert Projector(DIM, 24, INPUT_DIMS, event_place=True).place is None  # no time-aligned path, no place
 
 
 def test_input_statistics_standardise_each_dimension():

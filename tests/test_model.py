@@ -190,6 +190,31 @@ def test_sound_events_are_listed_by_ordinal_and_read_the_frame_at_their_middle(q
     assert "Sounds:" not in model.tokenizer.decode(without_list.prompt_ids(qa_task, enc)[0])
 
 
+def test_each_sound_event_also_says_where_the_frame_at_its_middle_has_its_content(qa_task):
+    frames, _ = media()
+    wave = two_beeps()
+    model = randomise_projector(
+        build_model(load_config("tiny", ["audio.max_events=8", "fusion.event_place=true"]))
+    )
+    place = model.projector.place
+    torch.nn.init.normal_(place.score.weight)  # as if trained: the cells weigh differently
+    enc = model.encode(frames, wave)
+    with_place = model.fuse(qa_task, enc)["events"]
+    model.projector.place = None
+    without = model.fuse(qa_task, enc)["events"]
+    video = model.fusion.embed.standardise("video", enc.video[0])
+    spans = torch.tensor(enc.sound_events)
+    middle = frames_at(video, enc.video[1], model.cfg.vision.spatial_tokens, spans.mean(dim=1))
+    torch.testing.assert_close(with_place - without, place(middle))
+    assert torch.count_nonzero(place(middle)) > 0
+    model.projector.place = place
+    assert "projector.place.score.weight" in model.fusion_state_dict()  # saved with the fusion weights
+    assert build_model(load_config("tiny", ["audio.max_events=8", "fusion.event_place=true",
+                                            "fusion.mode=concat"])).projector.place is None  # fmt: skip
+    with pytest.raises(ConfigError, match="fusion.event_place"):
+        load_config("tiny", ["fusion.event_place=true"])  # no list of events
+
+
 def test_the_asked_sound_event_follows_the_list(tmp_path):
     frames, _ = media()
     wave = two_beeps()
