@@ -1,6 +1,6 @@
 """Learning proof: does training teach the model to use video and audio together?
 
-    python bench/learning.py [--config pocket] [--steps 250] [--batch_size 4] [--eval_every 0]
+    python bench/learning.py [--config pocket] [--steps 220] [--batch_size 4] [--eval_every 0]
         [--variants untrained,trimodal,concat,video_only,audio_only] [--sizes 640,40,70] [--seed 0]
         [--set SECTION.FIELD=VALUE ...] [--out bench/results/learning] [--json FILE]
 
@@ -18,13 +18,14 @@ heldout split, whose attribute combinations never occur in training. The variant
 | audio_only | tasks without their video (the splits are rewritten with video "") |
 
 Every variant gets BENCH_OVERRIDES (no transcript or visual tags, finer audio and video tokens for 3-second clips,
-the beeps listed as sound events and the one the question names after them, the question before the media, a short
-system prompt without the option list, no LoRA dropout) and BENCH_TRAIN_OVERRIDES (LoRA lr 1e-3, the questions that need both modalities twice per epoch),
-then the user's --set. Prints the feature cache's speed-up (seconds per example to decode and encode vs to read the
+the beeps listed as sound events, each with where the square was at its moment, and the one the question names after
+them, the question before the media, a short system prompt without the option list, no LoRA dropout) and
+BENCH_TRAIN_OVERRIDES (LoRA lr 1e-3, the questions that need both modalities twice per epoch), then the user's --set;
+each is scored with SCORE_OVERRIDES (float32 LLM weights). Prints the feature cache's speed-up (seconds per example to decode and encode vs to read the
 cache) and a markdown table of accuracy per category (video / audio / both questions) and caption METEOR on heldout
 (and, with --eval_every, dev accuracy and score); the claim to check is trimodal > concat and trimodal > each single
 modality on heldout 'both' questions. On the pocket preset (2 CPU threads) a step of 4 examples takes ~2-2.5 s (bf16
-LLM weights, ~120-token prompts), so a trained variant takes about 8-11 minutes (250 steps and the held-out scoring),
+LLM weights, ~120-token prompts), so a trained variant takes about 8-11 minutes (220 steps and the held-out scoring),
 the whole table about 43 minutes, feature extraction included (cached under .cache/features and shared by every
 variant); `--eval_every 125` adds a dev evaluation (~40 s) every 125 steps per variant, for the best-checkpoint
 choice. `--config tiny` runs the whole pipeline in under a minute (the tiny random LLM cannot learn much: that run
@@ -202,7 +203,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="pocket", help="preset, YAML file or checkpoint folder")
-    p.add_argument("--steps", type=int, default=250)
+    p.add_argument("--steps", type=int, default=220)
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--eval_every", type=int, default=0,
                    help="evaluate on dev every N steps and score the best checkpoint; 0: no dev, the last step")  # fmt: skip

@@ -15,7 +15,8 @@ reads a frame learns where in the picture it looked, not only what it saw). Then
 `Projector` maps the fused tokens to the LLM's hidden size (and, with `aligned_cells`, adds to each audio token the
 video frame at its moment: `frames_at`); `event_tokens` pools the audio tokens of each sound event for the prompt's
 list of sounds (audio.max_events), `EventPointer` picks the event a question names (fusion.event_pointer) and
-`PlacePointer` says where in the frame at an event's moment its content is (fusion.event_place). A modality may be absent from the dict or have N == 0 tokens; masked (padding) positions never influence real ones.
+`PlacePointer` says where in the frame at an event's moment its content is (fusion.event_place). A modality may be
+absent from the dict or have N == 0 tokens; masked (padding) positions never influence real ones.
 """
 
 import math
