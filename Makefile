@@ -56,7 +56,7 @@ train-synthetic: synthetic
 		--output_dir runs/synth-$(CONFIG)/heldout
 	$(BIN)/python -m solution.score --labels data/synth/heldout/labels.json --predictions runs/synth-$(CONFIG)/heldout
 
-# The learning proof: tri-modal vs concat vs single-modality models on held-out combinations (about 43 min on a
+# The learning proof: tri-modal vs concat vs single-modality models on held-out combinations (about 41 min on a
 # quiet 2-core CPU; run nothing else meanwhile).
 learning: weights
 	$(BIN)/python bench/learning.py --config pocket --json bench/results/learning-pocket.json

@@ -20,17 +20,17 @@ heldout split, whose attribute combinations never occur in training. The variant
 Every variant gets BENCH_OVERRIDES (no transcript or visual tags, finer audio and video tokens for 3-second clips,
 the beeps listed as sound events, each with where the square was at its moment, and the one the question names after
 them, the question before the media, a short system prompt without the option list, no LoRA dropout) and
-BENCH_TRAIN_OVERRIDES (LoRA lr 1e-3, the questions that need both modalities twice per epoch), then the user's --set;
-each is scored with SCORE_OVERRIDES (float32 LLM weights). Prints the feature cache's speed-up (seconds per example to decode and encode vs to read the
-cache) and a markdown table of accuracy per category (video / audio / both questions) and caption METEOR on heldout
-(and, with --eval_every, dev accuracy and score); the claim to check is trimodal > concat and trimodal > each single
-modality on heldout 'both' questions. On the pocket preset (2 CPU threads) a step of 4 examples takes ~2-2.5 s (bf16
-LLM weights, ~120-token prompts), so a trained variant takes about 8-11 minutes (220 steps and the held-out scoring),
-the whole table about 43 minutes, feature extraction included (cached under .cache/features and shared by every
-variant); `--eval_every 125` adds a dev evaluation (~40 s) every 125 steps per variant, for the best-checkpoint
-choice. `--config tiny` runs the whole pipeline in under a minute (the tiny random LLM cannot learn much: that run
-only shows the script works). A finished variant is skipped when the script is run again with the same arguments
-(its run folder is resumed).
+BENCH_TRAIN_OVERRIDES (LoRA lr 1e-3, the questions that need both modalities twice per epoch), then the user's
+--set; each is scored with SCORE_OVERRIDES (float32 LLM weights). Prints the feature cache's speed-up (seconds per
+example to decode and encode vs to read the cache) and a markdown table of accuracy per category (video / audio /
+both questions) and caption METEOR on heldout (and, with --eval_every, dev accuracy and score); the claim to check
+is trimodal > concat and trimodal > each single modality on heldout 'both' questions. On the pocket preset (2 CPU
+threads) a step of 4 examples takes ~2-2.5 s (bf16 LLM weights, ~120-token prompts), so a trained variant takes
+about 8-13 minutes (220 steps and the held-out scoring), the whole table about 41 minutes, feature extraction
+included (cached under .cache/features and shared by every variant); `--eval_every 125` adds a dev evaluation
+(~40 s) every 125 steps per variant, for the best-checkpoint choice. `--config tiny` runs the whole pipeline in under a
+minute (the tiny random LLM cannot learn much: that run only shows the script works). A finished variant is skipped
+when the script is run again with the same arguments (its run folder is resumed).
 """
 
 from __future__ import annotations
